@@ -1,0 +1,24 @@
+# snaketune: find the best hyperparameters of a PyTorch network, then retrain the winner.
+#
+#   prepare_data -> train_trial (one job per trial) -> collect -> select_best -> retrain_best
+#
+# The study is described by one config file (config/config.yaml by default, or
+# --configfile config/examples/<study>.yaml); see config/README.md.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/search.smk"
+include: "workflow/rules/select.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        final_targets(),

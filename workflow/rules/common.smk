@@ -1,0 +1,110 @@
+# Validate the study config, plan its trials, and define the input functions the rules use.
+import json
+import math
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+SCRIPTS_DIR = Path(workflow.current_basedir).parent / "scripts"
+sys.path.insert(0, str(SCRIPTS_DIR))
+import snaketune  # noqa: E402  (the library; no Snakemake imports inside)
+
+
+def resolved_config(raw):
+    """One config file = one study, checked before any job runs (errors name the key)."""
+    try:
+        cfg = snaketune.one_study(raw, workflow.overwrite_configfiles)
+        return snaketune.resolve_config(cfg)
+    except snaketune.ConfigError as e:
+        raise WorkflowError(f"snaketune: the study config is invalid.\n{e}") from None
+
+
+_resolved = resolved_config(config)
+config.clear()
+config.update(_resolved)
+validate(config, schema="../schemas/config.schema.yaml")
+
+STUDY = config["study"]
+RESULTS = f"results/{STUDY}"
+TRIALS_DIR = f"{RESULTS}/trials"
+DATA_FILE = f"{RESULTS}/data/prepared.npz"
+RUN_TRIAL = str(SCRIPTS_DIR / "run_trial.py")
+TRIALS = snaketune.plan_trials(config)
+TRIAL_BY_ID = {t.id: t for t in TRIALS}
+PARAM_NAMES = list(config["search_space"])
+BUILTIN_TRAINER = config["trainer"]["command"] is None
+# The time limit is a resource, not a param: params are a rerun trigger, and raising a
+# limit must not rerun finished trials. 0 = no limit.
+TRAINER_TIMEOUT_S = math.ceil(config["trainer"]["timeout"] or 0)
+TRAINER_DEVICE = config["trainer"]["device"]
+
+
+wildcard_constraints:
+    trial="[A-Za-z0-9][A-Za-z0-9_-]*",
+
+
+def trainer_settings():
+    """What every run of the trainer shares (part of each trial's identity)."""
+    return {
+        "data": DATA_FILE,
+        "command": config["trainer"]["command"],
+        "metric": config["objective"]["metric"],
+        "direction": config["objective"]["direction"],
+        "patience": config["early_stopping"]["patience"],
+        "min_delta": config["early_stopping"]["min_delta"],
+        "family": config["model"]["family"],
+    }
+
+
+def trial_spec(wildcards):
+    """The runner's description of one search trial, as JSON."""
+    trial = TRIAL_BY_ID[wildcards.trial]
+    spec = {
+        "trial": trial.id,
+        "trial_dir": f"{TRIALS_DIR}/{trial.id}",
+        "params": trial.params,
+        "stage": "search",
+        "fold": 0,
+        "seed": snaketune.trial_seed(config["search"]["seed"], trial.id),
+        "log": f"{TRIALS_DIR}/{trial.id}/train.log",
+        **trainer_settings(),
+    }
+    return json.dumps(spec, sort_keys=True)
+
+
+def final_spec(wildcards):
+    spec = {
+        "trial": "final",
+        "trial_dir": f"{RESULTS}/final",
+        "params": None,
+        "params_from": f"{RESULTS}/best.yaml",
+        "stage": "final",
+        "fold": 0,
+        "seed": snaketune.trial_seed(config["search"]["seed"], "final"),
+        "log": f"{RESULTS}/final/train.log",
+        **trainer_settings(),
+    }
+    return json.dumps(spec, sort_keys=True)
+
+
+def trial_results(wildcards):
+    return [f"{TRIALS_DIR}/{t.id}/result.json" for t in TRIALS]
+
+
+def final_outputs():
+    out = {
+        "metrics": f"{RESULTS}/final/metrics.json",
+        "result": f"{RESULTS}/final/result.json",
+    }
+    if BUILTIN_TRAINER:
+        out["model"] = f"{RESULTS}/final/model.pt"
+    return out
+
+
+def final_targets():
+    targets = [f"{RESULTS}/trials.tsv", f"{RESULTS}/best.yaml"]
+    if config["final"]["retrain"]:
+        targets.append(f"{RESULTS}/final/metrics.json")
+    return targets

@@ -1,0 +1,44 @@
+# One job per trial: run the trainer under the trainer contract, record result.json.
+
+
+rule train_trial:
+    input:
+        data=DATA_FILE,
+    output:
+        result=f"{TRIALS_DIR}/{{trial}}/result.json",
+    log:
+        f"{TRIALS_DIR}/{{trial}}/train.log",
+    benchmark:
+        f"{TRIALS_DIR}/{{trial}}/benchmark.tsv"
+    conda:
+        "../../envs/snaketune.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+        trial_timeout_s=TRAINER_TIMEOUT_S,
+    params:
+        spec=trial_spec,
+        runner=RUN_TRIAL,
+        device=TRAINER_DEVICE,
+    shell:
+        "python {params.runner:q} --spec {params.spec:q} --threads {threads} "
+        "--timeout {resources.trial_timeout_s} --device {params.device} > {log:q} 2>&1"
+
+
+rule collect:
+    input:
+        results=trial_results,
+    output:
+        table=f"{RESULTS}/trials.tsv",
+    log:
+        f"{RESULTS}/logs/collect.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/collect.tsv"
+    conda:
+        "../../envs/snaketune.yaml"
+    params:
+        param_names=PARAM_NAMES,
+        metric=config["objective"]["metric"],
+        direction=config["objective"]["direction"],
+    script:
+        "../scripts/collect.py"

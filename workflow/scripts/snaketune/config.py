@@ -1,0 +1,196 @@
+"""Study configuration: one config file = one study, checked before any job runs.
+
+``resolve_config`` turns the raw mapping Snakemake loaded into a complete, checked config:
+unknown keys (with a "did you mean" hint), types and ranges from the JSON schema, defaults
+from the schema, then the checks a schema cannot express (search space, data files,
+objective). Every error is a :class:`ConfigError` whose message names the key.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import string
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from snaketune.errors import ConfigError
+from snaketune.space import FloatRange, IntRange, SearchSpace
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
+PLACEHOLDERS = ("params", "out", "data", "fold", "budget", "resume", "stage", "seed")
+# Keys whose value is replaced by the last config file that sets them, never merged.
+REPLACED_KEYS = ("search_space",)
+
+
+def suggest(name: str, options: Sequence[str]) -> str:
+    close = difflib.get_close_matches(str(name), list(options), n=1, cutoff=0.6)
+    return f" (did you mean `{close[0]}`?)" if close else ""
+
+
+def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
+    from snaketune.files import read_yaml
+
+    return read_yaml(path)
+
+
+def one_study(config: dict, configfiles: Sequence[str | Path]) -> dict:
+    """Apply the one-file-one-study rule to a config Snakemake merged from several files.
+
+    Snakemake merges config files recursively, so the default study's search space would leak
+    into every other study. The search space of the last file that has one wins whole. A study
+    file without ``study:`` is named after the file.
+    """
+    from snaketune.files import read_yaml
+
+    config = copy.deepcopy(config)
+    if not configfiles:
+        return config
+    loaded = []
+    for f in configfiles:
+        try:
+            loaded.append(read_yaml(f) or {})
+        except FileNotFoundError:
+            raise ConfigError(f"config file {f} does not exist") from None
+        except Exception as e:  # yaml errors carry line numbers
+            raise ConfigError(f"config file {f} is not valid YAML: {e}") from None
+        if not isinstance(loaded[-1], dict):
+            raise ConfigError(f"config file {f} must hold a mapping of keys, but holds {type(loaded[-1]).__name__}")
+    for key in REPLACED_KEYS:
+        for data in reversed(loaded):
+            if key in data:
+                config[key] = copy.deepcopy(data[key])
+                break
+    if not any("study" in data for data in loaded):
+        config["study"] = Path(configfiles[-1]).stem
+    return config
+
+
+def _check_unknown_keys(cfg: Any, schema: Mapping, prefix: str = "") -> None:
+    if not isinstance(cfg, Mapping) or schema.get("additionalProperties", True) is not False:
+        return
+    props = schema.get("properties", {})
+    for key, value in cfg.items():
+        where = f"{prefix}{key}"
+        if key not in props:
+            valid = ", ".join(props)
+            raise ConfigError(
+                f"config key `{where}` is not known{suggest(key, list(props))}; "
+                f"valid keys{' under `' + prefix[:-1] + '`' if prefix else ''}: {valid}"
+            )
+        _check_unknown_keys(value, props[key], f"{where}.")
+
+
+def _apply_defaults(cfg: dict, schema: Mapping) -> dict:
+    out = copy.deepcopy(cfg)
+    for key, sub in schema.get("properties", {}).items():
+        if key not in out and "default" in sub:
+            out[key] = copy.deepcopy(sub["default"])
+        if isinstance(out.get(key), dict) and "properties" in sub:
+            out[key] = _apply_defaults(out[key], sub)
+    return out
+
+
+def _schema_errors(cfg: Mapping, schema: Mapping) -> None:
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return
+    lines = []
+    for err in errors[:5]:
+        key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        desc = err.schema.get("description", "")
+        valid = f" Valid: {', '.join(map(str, err.schema['enum']))}." if "enum" in err.schema else ""
+        if err.validator == "enum":
+            msg = f"{err.instance!r} is not allowed.{valid}"
+        else:
+            msg = err.message + "."
+        lines.append(f"config key `{key}`: {msg}" + (f" ({desc.strip()})" if desc and len(desc) < 200 else ""))
+    raise ConfigError("\n".join(lines))
+
+
+def resolve_config(raw: Mapping, schema: Mapping | None = None) -> dict:
+    """Check ``raw`` and return a complete config with every default filled in."""
+    schema = schema if schema is not None else load_schema()
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"the config must be a mapping of keys, but got {type(raw).__name__}")
+    _check_unknown_keys(raw, schema)
+    cfg = _apply_defaults(dict(raw), schema)
+    _schema_errors(cfg, schema)
+    check_semantics(cfg)
+    return cfg
+
+
+def check_semantics(cfg: Mapping) -> None:
+    """The checks a JSON schema cannot express."""
+    space = SearchSpace.from_config(cfg["search_space"])
+    search = cfg["search"]
+    if search["method"] == "grid":
+        space.grid()  # raises on a float range without `grid:`
+    data = cfg["data"]
+    if data["val_fraction"] + data["test_fraction"] >= 0.95:
+        raise ConfigError(
+            f"config keys `data.val_fraction` ({data['val_fraction']}) + `data.test_fraction` "
+            f"({data['test_fraction']}) leave less than 5% of the data for training; make them smaller"
+        )
+    if data["source"] in ("csv", "npz"):
+        if not data.get("path"):
+            raise ConfigError(f"config key `data.path` is required for data.source: {data['source']} (the file to read)")
+        if not Path(data["path"]).is_file():
+            raise ConfigError(f"config key `data.path`: file {data['path']!r} does not exist (data.source: {data['source']})")
+    elif data.get("path"):
+        raise ConfigError(
+            f"config key `data.path` is only used by data.source csv or npz, but data.source is {data['source']!r}; "
+            "remove data.path or change the source"
+        )
+    command = cfg["trainer"]["command"]
+    objective = cfg["objective"]
+    if command is None:
+        _check_builtin(space, objective)
+    else:
+        _check_command(command)
+
+
+def _check_builtin(space: SearchSpace, objective: Mapping) -> None:
+    from snaketune.hparams import BUILTIN_METRICS, HParams, check_builtin_params
+
+    check_builtin_params(space.names)
+    for p in space.params:
+        if isinstance(p, FloatRange | IntRange) and p.grid is None:
+            values = [p.low, p.high]
+        else:
+            values = p.grid_values()
+        if isinstance(p, FloatRange) and p.name in ("n_layers", "hidden_units", "batch_size", "epochs"):
+            raise ConfigError(f"search_space.{p.name}: must be `type: int` for the built-in trainer, not float")
+        for v in values:
+            try:
+                HParams(**{p.name: v}).validate()
+            except ConfigError as e:
+                raise ConfigError(f"search_space.{p.name}: {e}") from None
+    metric, direction = objective["metric"], objective["direction"]
+    if metric not in BUILTIN_METRICS:
+        raise ConfigError(
+            f"config key `objective.metric`: the built-in trainer reports {', '.join(BUILTIN_METRICS)}, "
+            f"not {metric!r}{suggest(metric, list(BUILTIN_METRICS))}"
+        )
+    if BUILTIN_METRICS[metric] != direction:
+        raise ConfigError(
+            f"config key `objective.direction`: {metric} should be {BUILTIN_METRICS[metric]}d, not {direction}d"
+        )
+
+
+def _check_command(command: str) -> None:
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(command) if f is not None]
+    except ValueError as e:
+        raise ConfigError(f"config key `trainer.command`: cannot parse the template ({e}); write a literal brace as {{{{ or }}}}") from None
+    for f in fields:
+        if f not in PLACEHOLDERS:
+            raise ConfigError(
+                f"config key `trainer.command`: unknown placeholder {{{f}}}{suggest(f, PLACEHOLDERS)}; "
+                f"valid: {', '.join('{' + p + '}' for p in PLACEHOLDERS)}"
+            )
+    if not command.strip():
+        raise ConfigError("config key `trainer.command` is empty; use null for the built-in trainer")

@@ -1,0 +1,239 @@
+"""The trial runner: executes one trainer command under the trainer contract and records it.
+
+The runner is the same for the built-in trainer and for any custom ``trainer.command``. It
+writes the trial's ``params.yaml``, runs the trainer in its own process group with the
+``SNAKETUNE_*`` variables set, and turns whatever happened into ``result.json``:
+
+* ``status: ok`` with the objective and all metrics, or
+* ``status: failed`` with a reason (non-zero exit and the trainer's last stderr lines, a
+  missing or unparsable metrics file, a non-finite objective, a timeout).
+
+A failed search trial is a result, not an error: the runner exits 0 so the search goes on.
+If the runner itself is told to stop (SIGTERM/SIGINT: Snakemake shutting down, a scheduler
+preempting), it stops the trainer and exits non-zero without writing ``result.json``, so the
+trial is rerun rather than recorded as failed. This module imports neither torch nor Snakemake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import math
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from snaketune.files import read_json, read_yaml, write_json, write_yaml
+
+SCRIPTS_DIR = Path(__file__).resolve().parents[1]
+REASON_MAX = 500
+
+
+def builtin_command() -> list[str]:
+    return [sys.executable, "-m", "snaketune.train"]
+
+
+def render_command(template: str, values: dict[str, str]) -> str:
+    """Fill ``{params}``, ``{out}``, ... with shell-quoted values."""
+    return template.format(**{k: shlex.quote(str(v)) for k, v in values.items()})
+
+
+def failure_reason(returncode: int, stderr_tail: list[str]) -> str:
+    """A one-line reason from an exit status and the trainer's last stderr lines."""
+    lines = [ln.strip() for ln in stderr_tail if ln.strip()]
+    for ln in reversed(lines):
+        if ln.startswith("[snaketune] trial failed:"):
+            return ln.split(":", 1)[1].strip()[:REASON_MAX]
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = str(-returncode)
+        head = f"killed by signal {name}"
+    else:
+        head = f"exit code {returncode}"
+    tail = " | ".join(lines[-3:])
+    return (f"{head}: {tail}" if tail else head)[:REASON_MAX]
+
+
+def read_metrics(path: Path, metric: str) -> tuple[dict | None, str | None]:
+    """(metrics, None) when usable, else (metrics or None, reason)."""
+    if not path.is_file():
+        return None, f"the trainer wrote no {path.name}"
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        return None, f"{path.name} is not valid JSON ({e})"
+    if not isinstance(metrics, dict):
+        return None, f"{path.name} must hold a JSON object, but holds {type(metrics).__name__}"
+    if metric not in metrics:
+        keys = ", ".join(sorted(metrics)) or "nothing"
+        return metrics, f"{path.name} has no objective `{metric}` (it has: {keys})"
+    value = metrics[metric]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return metrics, f"objective {metric} is not a number: {value!r}"
+    if not math.isfinite(value):
+        return metrics, f"objective {metric} is {value}"
+    return metrics, None
+
+
+class _Stop(Exception):
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+
+
+def _run(cmd, *, shell: bool, env: dict, timeout: float | None) -> tuple[int, list[str], bool]:
+    """Run the trainer; tee its stderr to ours; return (returncode, stderr tail, timed_out)."""
+    proc = subprocess.Popen(cmd, shell=shell, env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    tail: collections.deque[str] = collections.deque(maxlen=20)
+
+    def pump() -> None:
+        for raw in iter(proc.stderr.readline, b""):
+            line = raw.decode("utf-8", "replace")
+            tail.append(line)
+            sys.stderr.write(line)
+            sys.stderr.flush()
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+
+    def stop(signum, frame):
+        raise _Stop(signum)
+
+    old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    timed_out = False
+    try:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _terminate(proc)
+    except _Stop as s:
+        _terminate(proc)
+        raise SystemExit(128 + s.signum) from None
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    reader.join(timeout=5)
+    return proc.returncode, list(tail), timed_out
+
+
+def _terminate(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGTERM the trainer's process group (it may checkpoint), SIGKILL it after ``grace`` s."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
+def run_trial(spec: dict[str, Any], threads: int = 1, timeout: float | None = None, device: str = "auto") -> dict[str, Any]:
+    """Run one trial as ``spec`` describes and return (and write) its result record."""
+    out = Path(spec["trial_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    stage = spec.get("stage", "search")
+    metric = spec["metric"]
+    params = spec.get("params")
+    budget = spec.get("budget")
+    if params is None:  # final stage: the parameters of the chosen trial
+        best = read_yaml(spec["params_from"])
+        params = best["params"]
+        budget = budget or best.get("best_epoch") or params.get("epochs")
+    params_path = out / "params.yaml"
+    write_yaml(params_path, params)
+    metrics_path = out / "metrics.json"
+    result_path = out / "result.json"
+    for stale in (metrics_path, result_path):
+        stale.unlink(missing_ok=True)
+
+    values = {
+        "params": str(params_path),
+        "out": str(out),
+        "data": str(spec["data"]),
+        "fold": str(spec.get("fold", 0)),
+        "budget": "" if budget is None else str(int(budget)),
+        "resume": str(spec.get("resume") or ""),
+        "stage": stage,
+        "seed": str(spec.get("seed", 0)),
+    }
+    env = dict(os.environ)
+    env.update({f"SNAKETUNE_{k.upper()}": v for k, v in values.items()})
+    env.update(
+        {
+            "SNAKETUNE_METRIC": metric,
+            "SNAKETUNE_DIRECTION": spec.get("direction", "maximize"),
+            "SNAKETUNE_PATIENCE": str(spec.get("patience", 5)),
+            "SNAKETUNE_MIN_DELTA": str(spec.get("min_delta", 0.0)),
+            "SNAKETUNE_DEVICE": device,
+            "SNAKETUNE_FAMILY": spec.get("family", "mlp"),
+            "SNAKETUNE_THREADS": str(threads),
+            "OMP_NUM_THREADS": str(threads),
+            "MKL_NUM_THREADS": str(threads),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(SCRIPTS_DIR), env.get("PYTHONPATH")])),
+        }
+    )
+    template = spec.get("command")
+    cmd = render_command(template, values) if template else builtin_command()
+    print(f"[snaketune] trial {spec['trial']} ({stage}): {cmd if isinstance(cmd, str) else shlex.join(cmd)}", flush=True)
+
+    t0 = time.time()
+    returncode, tail, timed_out = _run(cmd, shell=isinstance(cmd, str), env=env, timeout=timeout)
+    seconds = time.time() - t0
+
+    metrics, reason = None, None
+    if timed_out:
+        reason = f"timed out after {timeout:g} s"
+    elif returncode != 0:
+        reason = failure_reason(returncode, tail)
+    else:
+        check_metric = metric
+        if stage == "final":
+            check_metric = "test_" + metric.split("_", 1)[1] if metric.startswith("val_") else metric
+        metrics, reason = read_metrics(metrics_path, check_metric)
+
+    result = {
+        "trial": spec["trial"],
+        "status": "failed" if reason else "ok",
+        "objective": metrics.get(metric) if (metrics and not reason and stage == "search") else None,
+        "reason": reason,
+        "params": params,
+        "metrics": metrics or {},
+        "seconds": round(seconds, 3),
+        "exit_code": returncode,
+        "stage": stage,
+        "fold": spec.get("fold", 0),
+        "log": spec.get("log"),
+    }
+    write_json(result_path, result)
+    state = "ok" if not reason else f"FAILED: {reason}"
+    print(f"[snaketune] trial {spec['trial']} {state} ({seconds:.1f} s)", flush=True)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="run_trial", description="Run one snaketune trial (used by the workflow's training rules).")
+    ap.add_argument("--spec", required=True, help="JSON object describing the trial, or @file holding it")
+    ap.add_argument("--threads", type=int, default=1, help="CPU threads for the trainer")
+    ap.add_argument("--timeout", type=float, default=0, help="seconds before the trial is killed (0 = no limit)")
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    args = ap.parse_args(argv)
+    spec = read_json(args.spec[1:]) if args.spec.startswith("@") else json.loads(args.spec)
+    result = run_trial(spec, threads=args.threads, timeout=args.timeout or None, device=args.device)
+    if result["status"] != "ok" and result["stage"] == "final":
+        print(f"[snaketune] the final retrain failed: {result['reason']}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,122 @@
+"""The trials table and the choice of the best trial.
+
+``collect`` turns the trials' ``result.json`` files into ``trials.tsv`` (best first, failed
+last); ``select_best`` picks the winner from that table. Neither imports pandas: collecting
+10,000 trial folders must stay fast.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from snaketune.files import atomic_write_text, read_json
+
+FIRST_COLUMNS = ["trial", "status", "objective"]
+LAST_COLUMNS = ["seconds", "error", "log"]
+# Metrics a trainer reports that are about the run rather than the score.
+RUN_COLUMNS = ["best_epoch", "epochs_run", "train_seconds", "n_parameters", "device"]
+
+
+class NoSuccessfulTrial(RuntimeError):
+    """Every trial failed; the message lists why."""
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, (list, dict)):
+        import json
+
+        return json.dumps(v)
+    return str(v).replace("\t", " ").replace("\n", " ")
+
+
+def sort_key(direction: str, tiebreak: str | None):
+    """Order rows best first: ok before failed, objective, then the tie-break metric, then position."""
+
+    def key(item):
+        pos, row = item
+        if row.get("status") != "ok" or row.get("objective") is None:
+            return (1, 0.0, 0.0, pos)
+        obj = float(row["objective"])
+        tb = row.get(tiebreak) if tiebreak else None
+        tb = float(tb) if tb not in (None, "") else math.inf
+        return (0, -obj if direction == "maximize" else obj, tb, pos)
+
+    return key
+
+
+def tiebreak_metric(metric: str) -> str | None:
+    """Equal accuracies are told apart by the loss on the same split."""
+    if metric.endswith("_accuracy"):
+        return metric[: -len("accuracy")] + "loss"
+    return None
+
+
+def collect(result_files: Sequence[str | Path], param_names: Sequence[str], metric: str, direction: str) -> list[dict[str, Any]]:
+    """Read every result.json and return the table rows, best first."""
+    rows = []
+    metric_names: list[str] = []
+    for f in result_files:
+        r = read_json(f)
+        row: dict[str, Any] = {"trial": r["trial"], "status": r["status"], "objective": r.get("objective")}
+        for p in param_names:
+            row[p] = r.get("params", {}).get(p)
+        for k, v in (r.get("metrics") or {}).items():
+            if k not in row and not isinstance(v, (dict, list)):
+                row[k] = v
+                if k not in metric_names:
+                    metric_names.append(k)
+        row["seconds"] = r.get("seconds")
+        row["error"] = r.get("reason") or ""
+        row["log"] = r.get("log") or ""
+        rows.append(row)
+    key = sort_key(direction, tiebreak_metric(metric))
+    return [row for _, row in sorted(enumerate(rows), key=key)]
+
+
+def columns_for(rows: Iterable[Mapping[str, Any]], param_names: Sequence[str]) -> list[str]:
+    seen: list[str] = []
+    for row in rows:
+        for k in row:
+            if k not in seen:
+                seen.append(k)
+    fixed = set(FIRST_COLUMNS) | set(LAST_COLUMNS) | set(param_names)
+    metrics = [k for k in seen if k not in fixed and k not in RUN_COLUMNS]
+    run = [k for k in RUN_COLUMNS if k in seen]
+    return FIRST_COLUMNS + list(param_names) + metrics + run + LAST_COLUMNS
+
+
+def write_table(path: str | Path, rows: Sequence[Mapping[str, Any]], param_names: Sequence[str]) -> None:
+    cols = columns_for(rows, param_names)
+    buf = io.StringIO()
+    w = csv.writer(buf, delimiter="\t", lineterminator="\n")
+    w.writerow(cols)
+    for row in rows:
+        w.writerow([_fmt(row.get(c)) for c in cols])
+    atomic_write_text(path, buf.getvalue())
+
+
+def read_table(path: str | Path) -> list[dict[str, str]]:
+    with open(path, encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+def select_best(rows: Sequence[Mapping[str, Any]], metric: str, direction: str) -> Mapping[str, Any]:
+    """The best successful row; raise NoSuccessfulTrial listing the reasons when there is none."""
+    ok = [r for r in rows if r.get("status") == "ok" and r.get("objective") not in (None, "")]
+    if not ok:
+        reasons = "\n".join(f"  {r['trial']}: {r.get('error') or 'no objective'}" for r in rows[:50])
+        more = f"\n  ... and {len(rows) - 50} more" if len(rows) > 50 else ""
+        raise NoSuccessfulTrial(
+            f"all {len(rows)} trials failed, so there is no best configuration. Reasons:\n{reasons}{more}\n"
+            "Fix the trainer or the search space; the trials' logs are in the table's `log` column."
+        )
+    key = sort_key(direction, tiebreak_metric(metric))
+    return min(enumerate(ok), key=key)[1]

@@ -1,0 +1,269 @@
+"""The built-in trainer: one trial, driven by the trainer contract's SNAKETUNE_* variables.
+
+Run it by hand to debug a single trial::
+
+    SNAKETUNE_PARAMS=results/seed-grid/trials/g0123456789/params.yaml \\
+    SNAKETUNE_OUT=/tmp/t1 SNAKETUNE_DATA=results/seed-grid/data/prepared.npz \\
+    PYTHONPATH=workflow/scripts python -m snaketune.train
+
+The whole data set lives on the device as tensors; every epoch draws batches from one random
+permutation, so there is no per-sample DataLoader in the hot loop. A trial is deterministic for
+a given seed on CPU. The process imports only what training needs and exits as soon as its
+outputs are safely on disk.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from snaketune.data import TEST, TRAIN, VAL, load_prepared
+from snaketune.errors import ConfigError
+from snaketune.files import atomic_write_bytes, atomic_write_text, read_yaml, write_json
+from snaketune.hparams import HParams
+from snaketune.model import build_model, n_parameters
+from snaketune.optim import make_optimizer
+
+EVAL_CHUNK = 8192  # rows per forward pass when evaluating
+
+
+@dataclass
+class TrialSettings:
+    """What the runner tells a trainer, read from the environment (the trainer contract)."""
+
+    params: Path
+    out: Path
+    data: Path
+    stage: str = "search"  # search | final
+    fold: int = 0
+    budget: int | None = None  # epochs this run may train; None = the `epochs` parameter
+    resume: Path | None = None
+    seed: int = 0
+    # Built-in trainer extras (set by the runner from the study config).
+    metric: str = "val_accuracy"
+    direction: str = "maximize"
+    patience: int = 5
+    min_delta: float = 0.0
+    device: str = "auto"
+    threads: int = 1
+    family: str = "mlp"
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env=os.environ) -> "TrialSettings":
+        missing = [k for k in ("SNAKETUNE_PARAMS", "SNAKETUNE_OUT", "SNAKETUNE_DATA") if not env.get(k)]
+        if missing:
+            raise ConfigError(f"the trainer needs the environment variable(s) {', '.join(missing)} (see the trainer contract)")
+
+        def opt(name: str, conv, default):
+            v = env.get(name, "")
+            return conv(v) if v != "" else default
+
+        return cls(
+            params=Path(env["SNAKETUNE_PARAMS"]),
+            out=Path(env["SNAKETUNE_OUT"]),
+            data=Path(env["SNAKETUNE_DATA"]),
+            stage=opt("SNAKETUNE_STAGE", str, "search"),
+            fold=opt("SNAKETUNE_FOLD", int, 0),
+            budget=opt("SNAKETUNE_BUDGET", int, None),
+            resume=opt("SNAKETUNE_RESUME", Path, None),
+            seed=opt("SNAKETUNE_SEED", int, 0),
+            metric=opt("SNAKETUNE_METRIC", str, "val_accuracy"),
+            direction=opt("SNAKETUNE_DIRECTION", str, "maximize"),
+            patience=opt("SNAKETUNE_PATIENCE", int, 5),
+            min_delta=opt("SNAKETUNE_MIN_DELTA", float, 0.0),
+            device=opt("SNAKETUNE_DEVICE", str, "auto"),
+            threads=opt("SNAKETUNE_THREADS", int, 1),
+            family=opt("SNAKETUNE_FAMILY", str, "mlp"),
+        )
+
+
+class TrialFailed(RuntimeError):
+    """The trial cannot produce a result (diverged, out of memory); the message is the reason."""
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise TrialFailed("trainer.device is cuda but no CUDA device is visible")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def standardise(X: torch.Tensor, train_rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Scale features with the mean and std of the training rows only (per feature)."""
+    ref = X[train_rows]
+    mean = ref.mean(dim=0)
+    std = ref.std(dim=0)
+    std = torch.where(std > 1e-8, std, torch.ones_like(std))
+    return (X - mean) / std, mean, std
+
+
+@torch.inference_mode()
+def evaluate(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) over all rows, with one host sync at the end."""
+    model.eval()
+    loss = torch.zeros((), device=X.device)
+    correct = torch.zeros((), device=X.device, dtype=torch.long)
+    for i in range(0, len(X), EVAL_CHUNK):
+        out = model(X[i : i + EVAL_CHUNK])
+        yb = y[i : i + EVAL_CHUNK]
+        loss += F.cross_entropy(out, yb, reduction="sum")
+        correct += (out.argmax(dim=1) == yb).sum()
+    n = max(len(X), 1)
+    return loss.item() / n, correct.item() / n
+
+
+def is_better(value: float, best: float | None, direction: str, min_delta: float) -> bool:
+    if best is None:
+        return True
+    if direction == "maximize":
+        return value > best + min_delta
+    return value < best - min_delta
+
+
+def train(settings: TrialSettings) -> dict:
+    """Train one trial; write metrics.json and history.csv (and model.pt in stage final)."""
+    torch.set_num_threads(max(1, settings.threads))
+    params = read_yaml(settings.params) or {}
+    hp = HParams.from_params(params)
+    device = pick_device(settings.device)
+    torch.manual_seed(settings.seed)
+
+    prepared = load_prepared(settings.data)
+    split = torch.from_numpy(prepared.split.astype("int64"))
+    if settings.stage == "final":
+        train_rows, eval_rows, prefix = split != TEST, split == TEST, "test"
+    else:
+        train_rows, eval_rows, prefix = split == TRAIN, split == VAL, "val"
+    X_all = torch.from_numpy(prepared.X)
+    X_all, mean, std = standardise(X_all, train_rows)
+    y_all = torch.from_numpy(prepared.y)
+    X_train, y_train = X_all[train_rows].to(device), y_all[train_rows].to(device)
+    X_eval, y_eval = X_all[eval_rows].to(device), y_all[eval_rows].to(device)
+    input_shape = tuple(prepared.X.shape[1:])
+
+    model = build_model(settings.family, input_shape, len(prepared.classes), hp).to(device)
+    opt = make_optimizer(hp.optimizer, model.parameters(), hp.lr, hp.weight_decay, hp.momentum)
+    epochs = settings.budget if settings.budget is not None else hp.epochs
+    early_stop = settings.stage == "search" and settings.patience > 0
+    metric = settings.metric if settings.stage == "search" else None
+
+    gen = torch.Generator().manual_seed(settings.seed)
+    n, bs = len(X_train), hp.batch_size
+    history: list[dict] = []
+    best_value: float | None = None
+    best_epoch = 0
+    best_state: dict[str, torch.Tensor] | None = None
+    stale = 0
+    t_start = time.perf_counter()
+    settings.out.mkdir(parents=True, exist_ok=True)
+    print(f"[snaketune] training {settings.stage} on {device}: {n} examples, {n_parameters(model)} parameters, up to {epochs} epochs", flush=True)
+
+    for epoch in range(1, epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        perm = torch.randperm(n, generator=gen).to(device)
+        loss_sum = torch.zeros((), device=device)
+        for i in range(0, n, bs):
+            idx = perm[i : i + bs]
+            out = model(X_train.index_select(0, idx))
+            loss = F.cross_entropy(out, y_train.index_select(0, idx))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            loss_sum += loss.detach() * len(idx)
+        train_loss = loss_sum.item() / n
+        if not math.isfinite(train_loss):
+            raise TrialFailed(f"diverged at epoch {epoch} (training loss {train_loss})")
+        eval_loss, eval_acc = evaluate(model, X_eval, y_eval)
+        row = {"epoch": epoch, "train_loss": train_loss, f"{prefix}_loss": eval_loss, f"{prefix}_accuracy": eval_acc, "seconds": time.perf_counter() - t0}
+        history.append(row)
+        print(
+            f"epoch {epoch:4d}  train_loss {train_loss:.4f}  {prefix}_loss {eval_loss:.4f}  "
+            f"{prefix}_accuracy {eval_acc:.4f}  {row['seconds']:.2f}s",
+            flush=True,
+        )
+        if metric is None:
+            continue
+        value = row[metric]
+        if not math.isfinite(value):
+            raise TrialFailed(f"diverged at epoch {epoch} ({metric} {value})")
+        if is_better(value, best_value, settings.direction, settings.min_delta):
+            best_value, best_epoch, stale = value, epoch, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+            if early_stop and stale >= settings.patience:
+                print(f"[snaketune] early stop after epoch {epoch}: no improvement of {metric} for {stale} epochs", flush=True)
+                break
+
+    seconds = time.perf_counter() - t_start
+    if best_state is not None:
+        model.load_state_dict(best_state)  # restore the best epoch's weights
+    final_loss, final_acc = evaluate(model, X_eval, y_eval)
+    metrics = {
+        f"{prefix}_accuracy": final_acc,
+        f"{prefix}_loss": final_loss,
+        "best_epoch": best_epoch if metric else len(history),
+        "epochs_run": len(history),
+        "train_seconds": round(seconds, 4),
+        "n_parameters": n_parameters(model),
+        "device": str(device),
+    }
+    if history:
+        metrics["train_loss"] = history[-1]["train_loss"]
+    cols = list(history[0]) if history else ["epoch"]
+    lines = [",".join(cols)] + [",".join(repr(r[c]) if isinstance(r[c], float) else str(r[c]) for c in cols) for r in history]
+    atomic_write_text(settings.out / "history.csv", "\n".join(lines) + "\n")
+    if settings.stage == "final":
+        save_model(settings.out / "model.pt", model, settings, hp, prepared.classes, input_shape, mean, std)
+    write_json(settings.out / "metrics.json", metrics)  # last: its presence means the trial finished
+    return metrics
+
+
+def save_model(path: Path, model, settings: TrialSettings, hp: HParams, classes, input_shape, mean, std) -> None:
+    """A file ``torch.load(path, weights_only=True)`` reads: weights plus what prediction needs."""
+    import io
+
+    payload = {
+        "format": "snaketune-model-1",
+        "family": settings.family,
+        "hparams": hp.as_dict(),
+        "classes": list(classes),
+        "input_shape": list(input_shape),
+        "mean": mean.cpu(),
+        "std": std.cpu(),
+        "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+    }
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def main() -> None:
+    try:
+        settings = TrialSettings.from_env()
+        train(settings)
+    except (TrialFailed, ConfigError) as e:
+        print(f"[snaketune] trial failed: {e}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(2)
+    except torch.OutOfMemoryError:
+        print("[snaketune] trial failed: out of memory", file=sys.stderr, flush=True)
+        os._exit(2)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Outputs are fsynced and renamed into place: skip the interpreter's slow torch teardown.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
