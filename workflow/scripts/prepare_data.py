@@ -3,9 +3,9 @@
 import json
 import sys
 
+from snaketune.data import prepare
 from snaketune.errors import DataError
 from snaketune.files import write_json
-from snaketune.data import prepare
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 with open(sm.log[0], "w") as log:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import copy
 import difflib
 import string
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from snaketune.errors import ConfigError
 from snaketune.space import FloatRange, IntRange, SearchSpace
@@ -176,16 +177,16 @@ def _check_builtin(space: SearchSpace, objective: Mapping) -> None:
             f"not {metric!r}{suggest(metric, list(BUILTIN_METRICS))}"
         )
     if BUILTIN_METRICS[metric] != direction:
-        raise ConfigError(
-            f"config key `objective.direction`: {metric} should be {BUILTIN_METRICS[metric]}d, not {direction}d"
-        )
+        raise ConfigError(f"config key `objective.direction`: {metric} should be {BUILTIN_METRICS[metric]}d, not {direction}d")
 
 
 def _check_command(command: str) -> None:
     try:
         fields = [f for _, f, _, _ in string.Formatter().parse(command) if f is not None]
     except ValueError as e:
-        raise ConfigError(f"config key `trainer.command`: cannot parse the template ({e}); write a literal brace as {{{{ or }}}}") from None
+        raise ConfigError(
+            f"config key `trainer.command`: cannot parse the template ({e}); write a literal brace as {{{{ or }}}}"
+        ) from None
     for f in fields:
         if f not in PLACEHOLDERS:
             raise ConfigError(

@@ -8,9 +8,10 @@ of the validation or test parts leaks into training.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -109,8 +110,7 @@ def load_csv_source(path: str, label_column: str) -> Dataset:
     non_numeric = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
     if non_numeric:
         raise DataError(
-            f"{path}: column(s) {', '.join(map(repr, non_numeric[:5]))} are not numeric; "
-            "encode them as numbers or drop them"
+            f"{path}: column(s) {', '.join(map(repr, non_numeric[:5]))} are not numeric; encode them as numbers or drop them"
         )
     if features.shape[1] == 0:
         raise DataError(f"{path}: there are no feature columns besides {label_column!r}")
@@ -157,7 +157,9 @@ def load_source(data: Mapping[str, Any]) -> Dataset:
     raise DataError(f"unknown data.source {source!r}")
 
 
-def stratified_split(y: np.ndarray, val_fraction: float, test_fraction: float, seed: int, classes: list[str] | None = None) -> np.ndarray:
+def stratified_split(
+    y: np.ndarray, val_fraction: float, test_fraction: float, seed: int, classes: list[str] | None = None
+) -> np.ndarray:
     """Assign each example to TRAIN, VAL or TEST, keeping class proportions in every part."""
     rng = np.random.default_rng(seed)
     split = np.full(len(y), TRAIN, dtype=np.int8)

@@ -7,8 +7,9 @@ config checks stay cheap.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 from snaketune.errors import ConfigError
 
@@ -34,7 +35,7 @@ class HParams:
     epochs: int = 50  # maximum; early stopping may stop sooner
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> "HParams":
+    def from_params(cls, params: Mapping[str, Any]) -> HParams:
         """Build from a trial's params, checking names and values; errors name the parameter."""
         check_builtin_params(params.keys())
         hp = cls(**{k: v for k, v in params.items()})

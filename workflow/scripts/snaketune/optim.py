@@ -69,7 +69,9 @@ class SGD(Optimizer):
 class Adam(Optimizer):
     """torch.optim.Adam (L2 weight decay) or, with ``decoupled=True``, torch.optim.AdamW."""
 
-    def __init__(self, params, lr: float, weight_decay: float = 0.0, betas=(0.9, 0.999), eps: float = 1e-8, decoupled: bool = False) -> None:
+    def __init__(
+        self, params, lr: float, weight_decay: float = 0.0, betas=(0.9, 0.999), eps: float = 1e-8, decoupled: bool = False
+    ) -> None:
         super().__init__(params, lr, weight_decay)
         self.beta1, self.beta2 = betas
         self.eps = eps

@@ -51,11 +51,13 @@ def failure_reason(returncode: int, stderr_tail: list[str]) -> str:
     for ln in reversed(lines):
         if ln.startswith("[snaketune] trial failed:"):
             return ln.split(":", 1)[1].strip()[:REASON_MAX]
-    if returncode < 0:
+    # A signal shows as a negative code, or as 128 + N when a shell ran the trainer.
+    signum = -returncode if returncode < 0 else returncode - 128 if 128 < returncode < 160 else None
+    if signum is not None:
         try:
-            name = signal.Signals(-returncode).name
+            name = signal.Signals(signum).name
         except ValueError:
-            name = str(-returncode)
+            name = str(signum)
         head = f"killed by signal {name}"
     else:
         head = f"exit code {returncode}"

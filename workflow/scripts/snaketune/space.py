@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -61,14 +62,12 @@ class Categorical:
     def __post_init__(self) -> None:
         if len(self.choices) == 0:
             raise ConfigError(
-                f"search_space.{self.name}: `choices` is empty; give at least one value, "
-                f"e.g. {self.name}: [relu, gelu]"
+                f"search_space.{self.name}: `choices` is empty; give at least one value, e.g. {self.name}: [relu, gelu]"
             )
         for c in self.choices:
             if not _is_scalar(c):
                 raise ConfigError(
-                    f"search_space.{self.name}: every choice must be a number, string, boolean "
-                    f"or null, but got {c!r}"
+                    f"search_space.{self.name}: every choice must be a number, string, boolean or null, but got {c!r}"
                 )
 
     def grid_values(self) -> list[Scalar]:
@@ -201,9 +200,7 @@ def parse_param(name: str, spec: Any) -> Param:
     if isinstance(spec, list):
         return Categorical(name, tuple(spec))
     if not isinstance(spec, Mapping):
-        raise ConfigError(
-            f"{key}: expected a value, a list of choices or a mapping with `type:`, but got {spec!r}"
-        )
+        raise ConfigError(f"{key}: expected a value, a list of choices or a mapping with `type:`, but got {spec!r}")
     kind = spec.get("type")
     if kind == "categorical":
         unknown = set(spec) - _CATEGORICAL_KEYS
@@ -248,15 +245,13 @@ class SearchSpace:
     params: tuple[Param, ...]
 
     @classmethod
-    def from_config(cls, spec: Any) -> "SearchSpace":
+    def from_config(cls, spec: Any) -> SearchSpace:
         if not isinstance(spec, Mapping) or not spec:
             raise ConfigError("search_space: must be a non-empty mapping of parameter name to value, list or range")
         params = []
         for name, value in spec.items():
             if not isinstance(name, str) or not name.isidentifier():
-                raise ConfigError(
-                    f"search_space: parameter name {name!r} must be an identifier (letters, digits, underscore)"
-                )
+                raise ConfigError(f"search_space: parameter name {name!r} must be an identifier (letters, digits, underscore)")
             params.append(parse_param(name, value))
         return cls(tuple(params))
 

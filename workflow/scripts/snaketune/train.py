@@ -57,7 +57,7 @@ class TrialSettings:
     extra: dict = field(default_factory=dict)
 
     @classmethod
-    def from_env(cls, env=os.environ) -> "TrialSettings":
+    def from_env(cls, env=os.environ) -> TrialSettings:
         missing = [k for k in ("SNAKETUNE_PARAMS", "SNAKETUNE_OUT", "SNAKETUNE_DATA") if not env.get(k)]
         if missing:
             raise ConfigError(f"the trainer needs the environment variable(s) {', '.join(missing)} (see the trainer contract)")
@@ -85,14 +85,14 @@ class TrialSettings:
         )
 
 
-class TrialFailed(RuntimeError):
+class TrainFailed(RuntimeError):
     """The trial cannot produce a result (diverged, out of memory); the message is the reason."""
 
 
 def pick_device(requested: str) -> torch.device:
     if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
-            raise TrialFailed("trainer.device is cuda but no CUDA device is visible")
+            raise TrainFailed("trainer.device is cuda but no CUDA device is visible")
         return torch.device("cuda")
     return torch.device("cpu")
 
@@ -165,7 +165,10 @@ def train(settings: TrialSettings) -> dict:
     stale = 0
     t_start = time.perf_counter()
     settings.out.mkdir(parents=True, exist_ok=True)
-    print(f"[snaketune] training {settings.stage} on {device}: {n} examples, {n_parameters(model)} parameters, up to {epochs} epochs", flush=True)
+    print(
+        f"[snaketune] training {settings.stage} on {device}: {n} examples, {n_parameters(model)} parameters, up to {epochs} epochs",
+        flush=True,
+    )
 
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
@@ -182,9 +185,15 @@ def train(settings: TrialSettings) -> dict:
             loss_sum += loss.detach() * len(idx)
         train_loss = loss_sum.item() / n
         if not math.isfinite(train_loss):
-            raise TrialFailed(f"diverged at epoch {epoch} (training loss {train_loss})")
+            raise TrainFailed(f"diverged at epoch {epoch} (training loss {train_loss})")
         eval_loss, eval_acc = evaluate(model, X_eval, y_eval)
-        row = {"epoch": epoch, "train_loss": train_loss, f"{prefix}_loss": eval_loss, f"{prefix}_accuracy": eval_acc, "seconds": time.perf_counter() - t0}
+        row = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            f"{prefix}_loss": eval_loss,
+            f"{prefix}_accuracy": eval_acc,
+            "seconds": time.perf_counter() - t0,
+        }
         history.append(row)
         print(
             f"epoch {epoch:4d}  train_loss {train_loss:.4f}  {prefix}_loss {eval_loss:.4f}  "
@@ -195,7 +204,7 @@ def train(settings: TrialSettings) -> dict:
             continue
         value = row[metric]
         if not math.isfinite(value):
-            raise TrialFailed(f"diverged at epoch {epoch} ({metric} {value})")
+            raise TrainFailed(f"diverged at epoch {epoch} ({metric} {value})")
         if is_better(value, best_value, settings.direction, settings.min_delta):
             best_value, best_epoch, stale = value, epoch, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -252,7 +261,7 @@ def main() -> None:
     try:
         settings = TrialSettings.from_env()
         train(settings)
-    except (TrialFailed, ConfigError) as e:
+    except (TrainFailed, ConfigError) as e:
         print(f"[snaketune] trial failed: {e}", file=sys.stderr, flush=True)
         sys.stdout.flush()
         os._exit(2)

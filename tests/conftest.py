@@ -1,0 +1,99 @@
+"""Shared helpers: run the real snakemake CLI on tiny studies in a temporary folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "Snakefile"
+BIN = Path(sys.executable).parent
+
+
+def snakemake_cmd() -> list[str]:
+    exe = shutil.which("snakemake", path=str(BIN)) or shutil.which("snakemake")
+    if exe is None:
+        pytest.skip("snakemake is not installed")
+    return [exe]
+
+
+def tiny_config(**overrides) -> dict:
+    """A 4-trial grid on the synthetic data, 2 epochs: seconds, not minutes."""
+    cfg = {
+        "study": "tiny",
+        "data": {"source": "synthetic", "n_samples": 300},
+        "search": {"method": "grid", "seed": 0},
+        "search_space": {
+            "lr": {"type": "float", "low": 0.001, "high": 0.1, "log": True, "grid": [0.01, 0.05]},
+            "n_layers": [1, 2],
+            "hidden_units": 16,
+            "batch_size": 32,
+            "epochs": 2,
+        },
+        "early_stopping": {"patience": 0},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(cfg.get(key), dict) and key != "search_space":
+            cfg[key] = {**cfg[key], **value}
+        else:
+            cfg[key] = value
+    return cfg
+
+
+class Study:
+    """A study folder with its own config file; ``run`` invokes the real snakemake CLI."""
+
+    def __init__(self, path: Path, config: dict, name: str = "study.yaml") -> None:
+        self.path = path
+        self.config_path = path / name
+        self.write(config)
+
+    def write(self, config: dict) -> None:
+        self.config = config
+        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    @property
+    def results(self) -> Path:
+        return self.path / "results" / self.config.get("study", self.config_path.stem)
+
+    def run(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+        cmd = snakemake_cmd() + [
+            "--snakefile", str(SNAKEFILE),
+            "--directory", str(self.path),
+            "--configfile", str(self.config_path),
+            "--cores", "2",
+            *args,
+        ]  # fmt: skip
+        env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+        proc = subprocess.run(cmd, cwd=self.path, capture_output=True, text=True, timeout=timeout, env=env)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+        return proc
+
+    def table(self):
+        import pandas as pd
+
+        return pd.read_csv(self.results / "trials.tsv", sep="\t")
+
+
+@pytest.fixture
+def study(tmp_path):
+    def make(config: dict | None = None, name: str = "study.yaml") -> Study:
+        return Study(tmp_path, config if config is not None else tiny_config(), name)
+
+    return make
+
+
+def job_count(dry_run_output: str, rule: str) -> int:
+    """How many jobs of ``rule`` a ``snakemake -n`` run lists in its job stats (0 if none)."""
+    for line in dry_run_output.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == rule and parts[1].isdigit():
+            return int(parts[1])
+    return 0

@@ -1,0 +1,174 @@
+"""The real snakemake CLI on tiny studies: the whole pipeline, re-runs, widening, failures, errors."""
+
+import json
+import shutil
+import sys
+import textwrap
+
+import pytest
+import torch
+import yaml
+
+from conftest import REPO, job_count, tiny_config
+
+pytestmark = pytest.mark.workflow
+
+
+def result_mtimes(study):
+    return {p.parent.name: p.stat().st_mtime_ns for p in (study.results / "trials").glob("*/result.json")}
+
+
+def test_tiny_grid_end_to_end(study):
+    s = study()
+    s.run()
+    table = s.table()
+    assert len(table) == 4 and set(table["status"]) == {"ok"}
+    assert {"trial", "status", "objective", "lr", "n_layers", "val_accuracy", "val_loss", "best_epoch", "epochs_run", "seconds", "error"} <= set(table.columns)
+    assert list(table["objective"]) == sorted(table["objective"], reverse=True)  # best first
+
+    best = yaml.safe_load((s.results / "best.yaml").read_text())
+    assert best["trial"] == table["trial"][0]
+    assert best["value"] == pytest.approx(table["objective"][0])
+    assert best["params"]["lr"] in (0.01, 0.05) and best["params"]["epochs"] == 2
+
+    final = json.loads((s.results / "final" / "metrics.json").read_text())
+    assert 0 <= final["test_accuracy"] <= 1 and final["test_loss"] > 0
+    assert final["epochs_run"] == best["best_epoch"]  # retrained for the best trial's epochs
+    assert yaml.safe_load((s.results / "final" / "params.yaml").read_text()) == best["params"]
+    model = torch.load(s.results / "final" / "model.pt", weights_only=True)
+    assert model["hparams"]["n_layers"] == best["params"]["n_layers"]
+
+    # Every job has a log and a benchmark.
+    tid = table["trial"][0]
+    assert "epoch    1" in (s.results / "trials" / tid / "train.log").read_text()
+    assert (s.results / "trials" / tid / "benchmark.tsv").is_file()
+    for rule in ("prepare_data", "collect", "select_best", "retrain_best"):
+        assert (s.results / "benchmarks" / f"{rule}.tsv").is_file()
+
+    # A second run has nothing to do.
+    again = s.run()
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_dry_run_lists_one_job_per_trial(study):
+    s = study()
+    out = s.run("-n").stdout
+    assert job_count(out, "train_trial") == 4
+    assert not s.results.exists()
+
+
+def test_widening_the_grid_trains_only_the_new_trials(study):
+    s = study()
+    s.run()
+    before = result_mtimes(s)
+    cfg = tiny_config()
+    cfg["search_space"]["n_layers"] = [1, 2, 3]
+    s.write(cfg)
+    dry = s.run("-n").stdout
+    assert job_count(dry, "train_trial") == 2
+    s.run()
+    after = result_mtimes(s)
+    assert len(after) == 6
+    assert {k: after[k] for k in before} == before  # finished trials untouched
+    assert len(s.table()) == 6
+
+
+def test_raising_n_trials_keeps_the_finished_random_trials(study):
+    s = study(tiny_config(search={"method": "random", "n_trials": 3}, final={"retrain": False}))
+    s.run()
+    before = result_mtimes(s)
+    cfg = dict(s.config)
+    cfg["search"] = {"method": "random", "n_trials": 5}
+    s.write(cfg)
+    s.run()
+    after = result_mtimes(s)
+    assert set(before) == {"r0000", "r0001", "r0002"} and set(after) == set(before) | {"r0003", "r0004"}
+    assert {k: after[k] for k in before} == before
+
+
+FLAKY_TRAINER = """
+import json, os, sys, yaml
+params = yaml.safe_load(open(os.environ["SNAKETUNE_PARAMS"]))
+out = os.environ["SNAKETUNE_OUT"]
+if params["n_layers"] == 2:
+    sys.exit("exploded: n_layers=2 is cursed")
+score = (params["lr"] - 0.03) ** 2 + params["n_layers"]
+with open(os.path.join(out, "metrics.json"), "w") as fh:
+    json.dump({"val_mse": score, "test_mse": score} if os.environ["SNAKETUNE_STAGE"] == "final" else {"val_mse": score}, fh)
+"""
+
+
+def custom_study(study, body=FLAKY_TRAINER, **over):
+    s = study(
+        tiny_config(
+            trainer={"command": f"{sys.executable} trainer.py"},
+            objective={"metric": "val_mse", "direction": "minimize"},
+            search_space={"lr": [0.01, 0.03, 0.05], "n_layers": [1, 2]},
+            **over,
+        )
+    )
+    (s.path / "trainer.py").write_text(textwrap.dedent(body))
+    return s
+
+
+def test_custom_trainer_minimizes_and_survives_failed_trials(study):
+    s = custom_study(study)
+    s.run()
+    table = s.table()
+    assert len(table) == 6
+    failed = table[table["status"] == "failed"]
+    assert len(failed) == 3 and all("exploded: n_layers=2 is cursed" in e for e in failed["error"])
+    assert list(table["status"][:3]) == ["ok"] * 3  # failed trials sorted last
+    ok = table[table["status"] == "ok"]
+    assert list(ok["objective"]) == sorted(ok["objective"])  # minimize: smallest first
+    best = yaml.safe_load((s.results / "best.yaml").read_text())
+    assert best["params"] == {"lr": 0.03, "n_layers": 1} and best["value"] == pytest.approx(1.0)
+    assert json.loads((s.results / "final" / "metrics.json").read_text())["test_mse"] == pytest.approx(1.0)
+
+
+def test_every_trial_failing_stops_with_the_reasons(study):
+    s = custom_study(study, body="import sys\nsys.exit('no GPU driver found')\n")
+    proc = s.run(check=False)
+    assert proc.returncode != 0
+    assert "all 6 trials failed" in proc.stderr and "no GPU driver found" in proc.stderr
+    assert (s.results / "trials.tsv").is_file() and not (s.results / "best.yaml").exists()
+
+
+def test_config_error_is_reported_before_any_job_runs(study):
+    s = study(tiny_config(search={"method": "grid", "n_trails": 3}))
+    proc = s.run(check=False)
+    assert proc.returncode != 0
+    err = proc.stdout + proc.stderr
+    assert "`search.n_trails` is not known (did you mean `n_trials`?)" in err
+    assert "Traceback" not in err
+    assert not (s.path / "results").exists()
+
+
+def test_a_study_file_replaces_the_default_search_space(study, tmp_path):
+    # The repository's default config is loaded first (Snakefile `configfile:`), as for users.
+    (tmp_path / "config").mkdir()
+    shutil.copy(REPO / "config" / "config.yaml", tmp_path / "config" / "config.yaml")
+    cfg = tiny_config()
+    del cfg["study"]
+    cfg["search_space"] = {"hidden_units": [8, 16], "epochs": 1}
+    s = study(cfg, name="mine.yaml")
+    out = s.run("-n").stdout
+    assert job_count(out, "train_trial") == 2
+    assert "results/mine/" in out  # named after the file, not the default study
+    assert "results/seed-grid" not in out
+
+
+@pytest.mark.slow
+def test_default_study_reaches_95_percent_on_digits(tmp_path):
+    """The README's study itself, unchanged: 27 trials, >= 0.95 test accuracy."""
+    from conftest import Study
+
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    s = Study(tmp_path, yaml.safe_load((REPO / "config" / "config.yaml").read_text()), name="config/config.yaml")
+    dry = s.run("-n").stdout
+    assert job_count(dry, "train_trial") == 27
+    s.run()
+    table = s.table()
+    assert len(table) == 27 and (table["status"] == "ok").all()
+    final = json.loads((s.results / "final" / "metrics.json").read_text())
+    assert final["test_accuracy"] >= 0.95
