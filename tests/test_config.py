@@ -51,7 +51,10 @@ def test_the_shipped_default_config_is_valid_and_is_the_seed_grid():
         (base(data={"source": "synthetic", "val_fraction": 0.5, "test_fraction": 0.48}), ["leave less than 5%"]),
         (base(data={"source": "csv"}), ["`data.path` is required"]),
         (base(data={"source": "csv", "path": "nowhere.csv"}), ["`data.path`", "'nowhere.csv' does not exist"]),
-        (base(search_space={"lr": {"type": "float", "low": 0.001, "high": 0.1}}), ["search_space.lr", "grid search cannot enumerate"]),
+        (
+            base(search_space={"lr": {"type": "float", "low": 0.001, "high": 0.1}}),
+            ["search_space.lr", "grid search cannot enumerate"],
+        ),
         (base(search_space={"learning_rate": [0.1]}), ["no parameter(s) learning_rate", "it knows"]),
         (base(search_space={"lr": [0.1], "activation": ["relu", "swish"]}), ["search_space.activation", "must be one of"]),
         (base(search_space={"dropout": [0.1, 1.5]}), ["search_space.dropout", "[0, 1)"]),
@@ -85,7 +88,11 @@ def test_search_space_of_the_study_file_replaces_the_default(tmp_path):
     study_file = tmp_path / "mystudy.yaml"
     study_file.write_text(yaml.safe_dump({"search_space": {"hidden_units": [8, 16]}, "data": {"source": "synthetic"}}))
     # What Snakemake hands the workflow: the recursive merge of both files.
-    merged = {"study": "seed-grid", "search_space": {"lr": [0.1], "n_layers": [1, 3, 5], "hidden_units": [8, 16]}, "data": {"source": "synthetic"}}
+    merged = {
+        "study": "seed-grid",
+        "search_space": {"lr": [0.1], "n_layers": [1, 3, 5], "hidden_units": [8, 16]},
+        "data": {"source": "synthetic"},
+    }
     cfg = one_study(merged, [str(study_file)])
     assert cfg["search_space"] == {"hidden_units": [8, 16]}
     assert cfg["study"] == "mystudy"  # named after the file, not the default study

@@ -8,7 +8,15 @@ from snaketune.errors import DataError
 
 
 def data_cfg(**over):
-    cfg = {"source": "synthetic", "path": None, "label_column": "label", "n_samples": None, "val_fraction": 0.2, "test_fraction": 0.2, "seed": 0}
+    cfg = {
+        "source": "synthetic",
+        "path": None,
+        "label_column": "label",
+        "n_samples": None,
+        "val_fraction": 0.2,
+        "test_fraction": 0.2,
+        "seed": 0,
+    }
     cfg.update(over)
     return cfg
 

@@ -65,8 +65,14 @@ def test_custom_trainer_sees_the_contract(tmp_path):
         ("pass", "wrote no metrics.json"),
         ("import sys, os; open(os.path.join(sys.argv[2], 'metrics.json'), 'w').write('{not json')", "not valid JSON"),
         ("import sys, os; open(os.path.join(sys.argv[2], 'metrics.json'), 'w').write('[1, 2]')", "must hold a JSON object"),
-        ("import sys, os; open(os.path.join(sys.argv[2], 'metrics.json'), 'w').write('{\"loss\": 1}')", "has no objective `score` (it has: loss)"),
-        ("import sys, os; open(os.path.join(sys.argv[2], 'metrics.json'), 'w').write('{\"score\": NaN}')", "objective score is nan"),
+        (
+            "import sys, os; open(os.path.join(sys.argv[2], 'metrics.json'), 'w').write('{\"loss\": 1}')",
+            "has no objective `score` (it has: loss)",
+        ),
+        (
+            "import sys, os; open(os.path.join(sys.argv[2], 'metrics.json'), 'w').write('{\"score\": NaN}')",
+            "objective score is nan",
+        ),
         ("import sys, os; open(os.path.join(sys.argv[2], 'metrics.json'), 'w').write('{\"score\": \"high\"}')", "not a number"),
     ],
 )

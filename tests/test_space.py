@@ -102,7 +102,10 @@ def test_log_uniform_is_uniform_in_log_space():
 
 
 def test_random_trials_are_stable_when_n_trials_grows():
-    cfg = {"search": {"method": "random", "n_trials": 5, "seed": 3}, "search_space": {"lr": {"type": "float", "low": 0.1, "high": 1}}}
+    cfg = {
+        "search": {"method": "random", "n_trials": 5, "seed": 3},
+        "search_space": {"lr": {"type": "float", "low": 0.1, "high": 1}},
+    }
     first = plan_trials(cfg)
     cfg["search"]["n_trials"] = 9
     more = plan_trials(cfg)

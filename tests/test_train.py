@@ -50,7 +50,15 @@ def test_patience_zero_trains_every_epoch(tmp_path, prepared):
 
 
 def test_deterministic_for_a_seed(tmp_path, prepared):
-    params = {"lr": 0.01, "n_layers": 2, "hidden_units": 32, "dropout": 0.2, "epochs": 5, "optimizer": "adamw", "weight_decay": 0.01}
+    params = {
+        "lr": 0.01,
+        "n_layers": 2,
+        "hidden_units": 32,
+        "dropout": 0.2,
+        "epochs": 5,
+        "optimizer": "adamw",
+        "weight_decay": 0.01,
+    }
     a, ha = run(tmp_path, prepared, params, "a", seed=7, patience=0)
     b, hb = run(tmp_path, prepared, params, "b", seed=7, patience=0)
     c, _ = run(tmp_path, prepared, params, "c", seed=8, patience=0)

@@ -23,7 +23,19 @@ def test_tiny_grid_end_to_end(study):
     s.run()
     table = s.table()
     assert len(table) == 4 and set(table["status"]) == {"ok"}
-    assert {"trial", "status", "objective", "lr", "n_layers", "val_accuracy", "val_loss", "best_epoch", "epochs_run", "seconds", "error"} <= set(table.columns)
+    assert {
+        "trial",
+        "status",
+        "objective",
+        "lr",
+        "n_layers",
+        "val_accuracy",
+        "val_loss",
+        "best_epoch",
+        "epochs_run",
+        "seconds",
+        "error",
+    } <= set(table.columns)
     assert list(table["objective"]) == sorted(table["objective"], reverse=True)  # best first
 
     best = yaml.safe_load((s.results / "best.yaml").read_text())

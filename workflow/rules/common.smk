@@ -4,7 +4,6 @@ import math
 import sys
 from pathlib import Path
 
-from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 SCRIPTS_DIR = Path(workflow.current_basedir).parent / "scripts"
@@ -18,7 +17,9 @@ def resolved_config(raw):
         cfg = snaketune.one_study(raw, workflow.overwrite_configfiles)
         return snaketune.resolve_config(cfg)
     except snaketune.ConfigError as e:
-        raise WorkflowError(f"snaketune: the study config is invalid.\n{e}") from None
+        # A message for people, without Snakemake's stack of parse-time frames.
+        print(f"\nsnaketune: the study config is invalid.\n{e}\n", file=sys.stderr)
+        sys.exit(1)
 
 
 _resolved = resolved_config(config)
