@@ -88,7 +88,19 @@ def in_process(cfg, data, work: Path, workers: int) -> float:
 
 
 def snakemake_run(work: Path, target: list[str], extra: list[str]) -> float:
-    cmd = [snakemake_exe(), "--snakefile", str(REPO / "Snakefile"), "--directory", str(work), "--cores", "2", "-q", *extra, *target]
+    cmd = [
+        snakemake_exe(),
+        *target,
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(work),
+        "--cores",
+        "2",
+        *extra,
+        "--quiet",
+        "all",
+    ]
     t0 = time.perf_counter()
     subprocess.run(cmd, cwd=work, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - t0

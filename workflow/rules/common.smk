@@ -44,6 +44,7 @@ TRAINER_DEVICE = config["trainer"]["device"]
 
 wildcard_constraints:
     trial="[A-Za-z0-9][A-Za-z0-9_-]*",
+    round="[0-9]+",
 
 
 def trainer_settings():
@@ -59,6 +60,33 @@ def trainer_settings():
     }
 
 
+def round_file(round_index):
+    return f"{RESULTS}/rounds/round-{round_index}.yaml"
+
+
+def trial_inputs(wildcards):
+    """The prepared data, and for a Bayesian trial the file of the round that proposed it."""
+    trial = TRIAL_BY_ID[wildcards.trial]
+    inputs = {"data": DATA_FILE}
+    if trial.round is not None:
+        inputs["proposals"] = round_file(trial.round)
+    return inputs
+
+
+def earlier_round_results(wildcards):
+    """Round r is proposed from the results of every trial of rounds 0 .. r-1."""
+    r = int(wildcards.round)
+    return [
+        f"{TRIALS_DIR}/{t.id}/result.json"
+        for t in TRIALS
+        if t.round is not None and t.round < r
+    ]
+
+
+def round_size(wildcards):
+    return sum(1 for t in TRIALS if t.round == int(wildcards.round))
+
+
 def trial_spec(wildcards):
     """The runner's description of one search trial, as JSON."""
     trial = TRIAL_BY_ID[wildcards.trial]
@@ -66,12 +94,15 @@ def trial_spec(wildcards):
         "trial": trial.id,
         "trial_dir": f"{TRIALS_DIR}/{trial.id}",
         "params": trial.params,
+        "round": trial.round,
         "stage": "search",
         "fold": 0,
         "seed": snaketune.trial_seed(config["search"]["seed"], trial.id),
         "log": f"{TRIALS_DIR}/{trial.id}/train.log",
         **trainer_settings(),
     }
+    if trial.params is None:
+        spec.update(params_from=round_file(trial.round), params_key=trial.id)
     return json.dumps(spec, sort_keys=True)
 
 

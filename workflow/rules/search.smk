@@ -1,9 +1,29 @@
 # One job per trial: run the trainer under the trainer contract, record result.json.
 
 
+rule propose:
+    input:
+        results=earlier_round_results,
+    output:
+        proposals=f"{RESULTS}/rounds/round-{{round}}.yaml",
+    log:
+        f"{RESULTS}/logs/propose/round-{{round}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/propose/round-{{round}}.tsv"
+    conda:
+        "../../envs/snaketune.yaml"
+    params:
+        size=round_size,
+        search=config["search"],
+        search_space=config["search_space"],
+        direction=config["objective"]["direction"],
+    script:
+        "../scripts/propose.py"
+
+
 rule train_trial:
     input:
-        data=DATA_FILE,
+        unpack(trial_inputs),
     output:
         result=f"{TRIALS_DIR}/{{trial}}/result.json",
     log:

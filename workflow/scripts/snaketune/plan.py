@@ -3,7 +3,8 @@
 Grid ids are a short hash of the trial's full parameter set, so widening a grid keeps the ids
 (and the finished results) of the combinations it already had. Random ids are ``r0000``,
 ``r0001``, ... and trial ``i`` is drawn from its own seed, so raising ``n_trials`` keeps the
-first trials as they were.
+first trials as they were. Bayesian ids are ``b<round>-<k>``; their parameters are proposed
+by the round's ``propose`` job.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from snaketune.space import SearchSpace
 @dataclass(frozen=True)
 class Trial:
     id: str
-    params: dict[str, Any]
+    params: dict[str, Any] | None  # None: proposed at run time (bayes rounds)
+    round: int | None = None
 
 
 def params_key(params: Mapping[str, Any]) -> str:
@@ -51,4 +53,9 @@ def plan_trials(config: Mapping[str, Any]) -> list[Trial]:
     if search["method"] == "random":
         seed = search["seed"]
         return [Trial(random_trial_id(i), space.sample(seed, i)) for i in range(search["n_trials"])]
+    if search["method"] == "bayes":
+        from snaketune.bayes import round_trial_ids
+
+        rounds = round_trial_ids(search["n_trials"], search["n_startup"], search["batch"])
+        return [Trial(tid, None, r) for r, ids in enumerate(rounds) for tid in ids]
     raise ValueError(f"unknown search.method {search['method']!r}")

@@ -151,10 +151,13 @@ def run_trial(spec: dict[str, Any], threads: int = 1, timeout: float | None = No
     metric = spec["metric"]
     params = spec.get("params")
     budget = spec.get("budget")
-    if params is None:  # final stage: the parameters of the chosen trial
-        best = read_yaml(spec["params_from"])
-        params = best["params"]
-        budget = budget or best.get("best_epoch") or params.get("epochs")
+    if params is None:  # proposed at run time: a bayes round's file, or best.yaml for the final stage
+        doc = read_yaml(spec["params_from"])
+        if spec.get("params_key"):
+            params = doc["trials"][spec["params_key"]]
+        else:
+            params = doc["params"]
+            budget = budget or doc.get("best_epoch") or params.get("epochs")
     params_path = out / "params.yaml"
     write_yaml(params_path, params)
     metrics_path = out / "metrics.json"
@@ -218,7 +221,10 @@ def run_trial(spec: dict[str, Any], threads: int = 1, timeout: float | None = No
         "exit_code": returncode,
         "stage": stage,
         "fold": spec.get("fold", 0),
+        "round": spec.get("round"),
         "log": spec.get("log"),
+        "host": os.uname().nodename,
+        "cuda_visible_devices": env.get("CUDA_VISIBLE_DEVICES"),
     }
     write_json(result_path, result)
     state = "ok" if not reason else f"FAILED: {reason}"

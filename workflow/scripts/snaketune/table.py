@@ -17,6 +17,8 @@ from typing import Any
 from snaketune.files import atomic_write_text, read_json
 
 FIRST_COLUMNS = ["trial", "status", "objective"]
+# Where a trial sits in the search (bayes rounds, ...), present only when the search has them.
+STRUCTURE_COLUMNS = ["round"]
 LAST_COLUMNS = ["seconds", "error", "log"]
 # Metrics a trainer reports that are about the run rather than the score.
 RUN_COLUMNS = ["best_epoch", "epochs_run", "train_seconds", "n_parameters", "device"]
@@ -67,6 +69,9 @@ def collect(result_files: Sequence[str | Path], param_names: Sequence[str], metr
     for f in result_files:
         r = read_json(f)
         row: dict[str, Any] = {"trial": r["trial"], "status": r["status"], "objective": r.get("objective")}
+        for k in STRUCTURE_COLUMNS:
+            if r.get(k) is not None:
+                row[k] = r[k]
         for p in param_names:
             row[p] = r.get("params", {}).get(p)
         for k, v in (r.get("metrics") or {}).items():
@@ -88,10 +93,11 @@ def columns_for(rows: Iterable[Mapping[str, Any]], param_names: Sequence[str]) -
         for k in row:
             if k not in seen:
                 seen.append(k)
-    fixed = set(FIRST_COLUMNS) | set(LAST_COLUMNS) | set(param_names)
+    structure = [k for k in STRUCTURE_COLUMNS if k in seen]
+    fixed = set(FIRST_COLUMNS) | set(LAST_COLUMNS) | set(param_names) | set(structure)
     metrics = [k for k in seen if k not in fixed and k not in RUN_COLUMNS]
     run = [k for k in RUN_COLUMNS if k in seen]
-    return FIRST_COLUMNS + list(param_names) + metrics + run + LAST_COLUMNS
+    return FIRST_COLUMNS + structure + list(param_names) + metrics + run + LAST_COLUMNS
 
 
 def write_table(path: str | Path, rows: Sequence[Mapping[str, Any]], param_names: Sequence[str]) -> None:
