@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import math
 import os
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from snaketune.files import read_json, read_yaml, write_json, write_yaml
+from snaketune.gpu import GpuLeaseError, lease_gpu
 
 SCRIPTS_DIR = Path(__file__).resolve().parents[1]
 REASON_MAX = 500
@@ -84,6 +86,16 @@ def read_metrics(path: Path, metric: str) -> tuple[dict | None, str | None]:
     if not math.isfinite(value):
         return metrics, f"objective {metric} is {value}"
     return metrics, None
+
+
+class Preempted(RuntimeError):
+    """The trainer was stopped from outside (SIGTERM); the trial must be rerun, not recorded."""
+
+
+def was_preempted(returncode: int, stderr_tail: list[str]) -> bool:
+    if any(line.startswith("[snaketune] preempted") for line in stderr_tail):
+        return True
+    return returncode in (-signal.SIGTERM, 128 + signal.SIGTERM)
 
 
 class _Stop(Exception):
@@ -165,13 +177,20 @@ def run_trial(spec: dict[str, Any], threads: int = 1, timeout: float | None = No
     for stale in (metrics_path, result_path):
         stale.unlink(missing_ok=True)
 
+    # Continue an interrupted attempt of this very run if it left a checkpoint (preemption, a kill);
+    # else the checkpoint the spec names (a promoted multi-fidelity trial), if it exists.
+    resume = ""
+    for candidate in (out / "checkpoint.pt", spec.get("resume")):
+        if candidate and Path(candidate).is_file():
+            resume = str(candidate)
+            break
     values = {
         "params": str(params_path),
         "out": str(out),
         "data": str(spec["data"]),
         "fold": str(spec.get("fold", 0)),
         "budget": "" if budget is None else str(int(budget)),
-        "resume": str(spec.get("resume") or ""),
+        "resume": resume,
         "stage": stage,
         "seed": str(spec.get("seed", 0)),
     }
@@ -185,6 +204,7 @@ def run_trial(spec: dict[str, Any], threads: int = 1, timeout: float | None = No
             "SNAKETUNE_MIN_DELTA": str(spec.get("min_delta", 0.0)),
             "SNAKETUNE_DEVICE": device,
             "SNAKETUNE_FAMILY": spec.get("family", "mlp"),
+            "SNAKETUNE_RESTORE_BEST": "1" if spec.get("restore_best", True) else "0",
             "SNAKETUNE_THREADS": str(threads),
             "OMP_NUM_THREADS": str(threads),
             "MKL_NUM_THREADS": str(threads),
@@ -195,9 +215,19 @@ def run_trial(spec: dict[str, Any], threads: int = 1, timeout: float | None = No
     cmd = render_command(template, values) if template else builtin_command()
     print(f"[snaketune] trial {spec['trial']} ({stage}): {cmd if isinstance(cmd, str) else shlex.join(cmd)}", flush=True)
 
-    t0 = time.time()
-    returncode, tail, timed_out = _run(cmd, shell=isinstance(cmd, str), env=env, timeout=timeout)
-    seconds = time.time() - t0
+    lease = lease_gpu(str(spec["trial"])) if device != "cpu" else contextlib.nullcontext(None)
+    with lease as gpu:  # held while the trainer runs; released on every exit path (the kernel drops it on a kill)
+        if gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = gpu
+            env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # indices as nvidia-smi and SLURM number them
+            print(f"[snaketune] trial {spec['trial']} runs on GPU {gpu}", flush=True)
+        t0 = time.time()  # waiting for a GPU is not the trial's time
+        returncode, tail, timed_out = _run(cmd, shell=isinstance(cmd, str), env=env, timeout=timeout)
+        seconds = time.time() - t0
+
+    if not timed_out and was_preempted(returncode, tail):
+        # Not a result: the trial is rerun (Snakemake's retries, a requeue, a re-run) and resumes.
+        raise Preempted(f"trial {spec['trial']} was stopped by SIGTERM; its checkpoint is kept and a rerun resumes from it")
 
     metrics, reason = None, None
     if timed_out:
@@ -227,6 +257,8 @@ def run_trial(spec: dict[str, Any], threads: int = 1, timeout: float | None = No
         "cuda_visible_devices": env.get("CUDA_VISIBLE_DEVICES"),
     }
     write_json(result_path, result)
+    if not reason and not spec.get("keep_checkpoint", False):
+        (out / "checkpoint.pt").unlink(missing_ok=True)  # a finished trial needs no checkpoint
     state = "ok" if not reason else f"FAILED: {reason}"
     print(f"[snaketune] trial {spec['trial']} {state} ({seconds:.1f} s)", flush=True)
     return result
@@ -240,7 +272,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     args = ap.parse_args(argv)
     spec = read_json(args.spec[1:]) if args.spec.startswith("@") else json.loads(args.spec)
-    result = run_trial(spec, threads=args.threads, timeout=args.timeout or None, device=args.device)
+    try:
+        result = run_trial(spec, threads=args.threads, timeout=args.timeout or None, device=args.device)
+    except (Preempted, GpuLeaseError) as e:
+        print(f"[snaketune] {e}", file=sys.stderr, flush=True)
+        return 1
     if result["status"] != "ok" and result["stage"] == "final":
         print(f"[snaketune] the final retrain failed: {result['reason']}", file=sys.stderr)
         return 1

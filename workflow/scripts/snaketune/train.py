@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -54,7 +55,8 @@ class TrialSettings:
     device: str = "auto"
     threads: int = 1
     family: str = "mlp"
-    extra: dict = field(default_factory=dict)
+    checkpoint: bool = True  # write checkpoint.pt after every epoch (search stage)
+    restore_best: bool = True  # end with the best epoch's weights (off for multi-fidelity rungs)
 
     @classmethod
     def from_env(cls, env=os.environ) -> TrialSettings:
@@ -82,6 +84,8 @@ class TrialSettings:
             device=opt("SNAKETUNE_DEVICE", str, "auto"),
             threads=opt("SNAKETUNE_THREADS", int, 1),
             family=opt("SNAKETUNE_FAMILY", str, "mlp"),
+            checkpoint=opt("SNAKETUNE_CHECKPOINT", lambda v: v != "0", True),
+            restore_best=opt("SNAKETUNE_RESTORE_BEST", lambda v: v != "0", True),
         )
 
 
@@ -129,8 +133,53 @@ def is_better(value: float, best: float | None, direction: str, min_delta: float
     return value < best - min_delta
 
 
+class Preempted(Exception):
+    """SIGTERM arrived (a scheduler preempting, Snakemake stopping); the last checkpoint is kept."""
+
+
+def _on_sigterm(signum, frame):
+    raise Preempted()
+
+
+def _history_csv(history: list[dict]) -> str:
+    cols = list(history[0]) if history else ["epoch"]
+    rows = [",".join(repr(r[c]) if isinstance(r[c], float) else str(r[c]) for c in cols) for r in history]
+    return "\n".join([",".join(cols), *rows]) + "\n"
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Everything needed to continue exactly where training stopped (loadable with weights_only=True)."""
+    import io
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    # Renamed into place, so a kill never leaves a torn checkpoint; not fsynced (a per-epoch cost),
+    # so only a machine crash can lose the last epoch's checkpoint.
+    atomic_write_bytes(path, buf.getvalue(), fsync=False)
+
+
+def load_checkpoint(path: Path, identity: dict) -> dict | None:
+    """The checkpoint at ``path`` if it belongs to this trial (same parameters and seed), else None."""
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except FileNotFoundError:
+        return None
+    except Exception as e:  # torn or foreign file: start afresh rather than fail the trial
+        print(f"[snaketune] ignoring unreadable checkpoint {path}: {e}", flush=True)
+        return None
+    if state.get("identity") != identity:
+        print(f"[snaketune] ignoring checkpoint {path}: it belongs to other parameters or another seed", flush=True)
+        return None
+    return state
+
+
 def train(settings: TrialSettings) -> dict:
-    """Train one trial; write metrics.json and history.csv (and model.pt in stage final)."""
+    """Train one trial; write metrics.json and history.csv (and model.pt in stage final).
+
+    A checkpoint (model, optimiser, epoch, early-stopping state, RNG states, history) is written
+    after every epoch of a search run; ``settings.resume`` continues from one, so a preempted
+    trial or a promoted multi-fidelity trial trains only the epochs it has not trained yet.
+    """
     torch.set_num_threads(max(1, settings.threads))
     params = read_yaml(settings.params) or {}
     hp = HParams.from_params(params)
@@ -163,14 +212,61 @@ def train(settings: TrialSettings) -> dict:
     best_epoch = 0
     best_state: dict[str, torch.Tensor] | None = None
     stale = 0
-    t_start = time.perf_counter()
+    start_epoch = 1
     settings.out.mkdir(parents=True, exist_ok=True)
+    data_stat = settings.data.stat()
+    identity = {
+        "params": {k: params[k] for k in sorted(params)},
+        "seed": settings.seed,
+        "stage": settings.stage,
+        "data": [data_stat.st_size, data_stat.st_mtime_ns],  # a re-prepared data file starts afresh
+    }
+    checkpoint_path = settings.out / "checkpoint.pt"
+    if settings.resume is not None:
+        state = load_checkpoint(settings.resume, identity)
+        if state is not None:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            torch.set_rng_state(state["rng_torch"])
+            gen.set_state(state["rng_batches"])
+            if device.type == "cuda" and state.get("rng_cuda") is not None:
+                torch.cuda.set_rng_state(state["rng_cuda"])
+            history = list(state["history"])
+            best_value, best_epoch, stale = state["best_value"], state["best_epoch"], state["stale"]
+            best_state = state["best_state"]
+            start_epoch = state["epoch"] + 1
+            print(f"[snaketune] resumed from {settings.resume} after epoch {state['epoch']}", flush=True)
+
+    def checkpoint(epoch: int) -> None:
+        save_checkpoint(
+            checkpoint_path,
+            {
+                "identity": identity,
+                "epoch": epoch,
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "rng_torch": torch.get_rng_state(),
+                "rng_batches": gen.get_state(),
+                "rng_cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None,
+                "history": history,
+                "best_value": best_value,
+                "best_epoch": best_epoch,
+                "stale": stale,
+                "best_state": best_state,
+            },
+        )
+
     print(
-        f"[snaketune] training {settings.stage} on {device}: {n} examples, {n_parameters(model)} parameters, up to {epochs} epochs",
+        f"[snaketune] training {settings.stage} on {device}: {n} examples, {n_parameters(model)} parameters, "
+        f"epochs {start_epoch}..{epochs}",
         flush=True,
     )
-
-    for epoch in range(1, epochs + 1):
+    t_start = time.perf_counter()
+    stopped_early = early_stop and stale >= settings.patience
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, epochs + 1):
+        if stopped_early:
+            break
         t0 = time.perf_counter()
         model.train()
         perm = torch.randperm(n, generator=gen).to(device)
@@ -200,38 +296,41 @@ def train(settings: TrialSettings) -> dict:
             f"{prefix}_accuracy {eval_acc:.4f}  {row['seconds']:.2f}s",
             flush=True,
         )
-        if metric is None:
-            continue
-        value = row[metric]
-        if not math.isfinite(value):
-            raise TrainFailed(f"diverged at epoch {epoch} ({metric} {value})")
-        if is_better(value, best_value, settings.direction, settings.min_delta):
-            best_value, best_epoch, stale = value, epoch, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            stale += 1
-            if early_stop and stale >= settings.patience:
-                print(f"[snaketune] early stop after epoch {epoch}: no improvement of {metric} for {stale} epochs", flush=True)
-                break
+        if metric is not None:
+            value = row[metric]
+            if not math.isfinite(value):
+                raise TrainFailed(f"diverged at epoch {epoch} ({metric} {value})")
+            if is_better(value, best_value, settings.direction, settings.min_delta):
+                best_value, best_epoch, stale = value, epoch, 0
+                if settings.restore_best:
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                stale += 1
+                if early_stop and stale >= settings.patience:
+                    print(
+                        f"[snaketune] early stop after epoch {epoch}: no improvement of {metric} for {stale} epochs", flush=True
+                    )
+                    stopped_early = True
+        if settings.checkpoint:
+            checkpoint(epoch)
 
     seconds = time.perf_counter() - t_start
-    if best_state is not None:
+    if best_state is not None and settings.restore_best:
         model.load_state_dict(best_state)  # restore the best epoch's weights
     final_loss, final_acc = evaluate(model, X_eval, y_eval)
     metrics = {
         f"{prefix}_accuracy": final_acc,
         f"{prefix}_loss": final_loss,
         "best_epoch": best_epoch if metric else len(history),
-        "epochs_run": len(history),
+        "epochs_run": sum(1 for r in history if r["epoch"] >= start_epoch),
+        "epochs_total": len(history),
         "train_seconds": round(seconds, 4),
         "n_parameters": n_parameters(model),
         "device": str(device),
     }
     if history:
         metrics["train_loss"] = history[-1]["train_loss"]
-    cols = list(history[0]) if history else ["epoch"]
-    lines = [",".join(cols)] + [",".join(repr(r[c]) if isinstance(r[c], float) else str(r[c]) for c in cols) for r in history]
-    atomic_write_text(settings.out / "history.csv", "\n".join(lines) + "\n")
+    atomic_write_text(settings.out / "history.csv", _history_csv(history))
     if settings.stage == "final":
         save_model(settings.out / "model.pt", model, settings, hp, prepared.classes, input_shape, mean, std)
     write_json(settings.out / "metrics.json", metrics)  # last: its presence means the trial finished
@@ -258,9 +357,17 @@ def save_model(path: Path, model, settings: TrialSettings, hp: HParams, classes,
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         settings = TrialSettings.from_env()
         train(settings)
+    except Preempted:
+        print(
+            "[snaketune] preempted (SIGTERM): the last completed epoch's checkpoint is kept; a rerun resumes from it",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(143)
     except (TrainFailed, ConfigError) as e:
         print(f"[snaketune] trial failed: {e}", file=sys.stderr, flush=True)
         sys.stdout.flush()
