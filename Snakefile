@@ -1,6 +1,7 @@
 # snaketune: find the best hyperparameters of a PyTorch network, then retrain the winner.
 #
 #   prepare_data -> train_trial (one job per trial) -> collect -> select_best -> retrain_best
+#   (bayes: a `propose` job per round; schedules: `train_rung` slots and `promote` per rung)
 #
 # The study is described by one config file (config/config.yaml by default, or
 # --configfile config/examples/<study>.yaml); see config/README.md.
@@ -15,6 +16,7 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/search.smk"
+include: "workflow/rules/schedule.smk"
 include: "workflow/rules/select.smk"
 
 

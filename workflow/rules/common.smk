@@ -32,7 +32,13 @@ RESULTS = f"results/{STUDY}"
 TRIALS_DIR = f"{RESULTS}/trials"
 DATA_FILE = f"{RESULTS}/data/prepared.npz"
 RUN_TRIAL = str(SCRIPTS_DIR / "run_trial.py")
-TRIALS = snaketune.plan_trials(config)
+SCHEDULE = config["search"]["schedule"]
+if SCHEDULE == "none":
+    BRACKETS = []
+    TRIALS = snaketune.plan_trials(config)
+else:  # multi-fidelity: the configurations that start in each bracket's first rung
+    BRACKETS = snaketune.plan_brackets(config)
+    TRIALS = [t for plan in BRACKETS for t in plan.trials]
 TRIAL_BY_ID = {t.id: t for t in TRIALS}
 PARAM_NAMES = list(config["search_space"])
 BUILTIN_TRAINER = config["trainer"]["command"] is None
@@ -45,6 +51,9 @@ TRAINER_DEVICE = config["trainer"]["device"]
 wildcard_constraints:
     trial="[A-Za-z0-9][A-Za-z0-9_-]*",
     round="[0-9]+",
+    bracket="[0-9]+",
+    rung="[0-9]+",
+    slot="[0-9]+",
 
 
 def trainer_settings():
@@ -74,13 +83,91 @@ def trial_inputs(wildcards):
 
 
 def earlier_round_results(wildcards):
-    """Round r is proposed from the results of every trial of rounds 0 .. r-1."""
+    """Round r is proposed from the results of every trial of rounds 0 .. r-1 (with a schedule:
+    every rung of brackets 0 .. r-1)."""
     r = int(wildcards.round)
+    if BRACKETS:
+        return [f for plan in BRACKETS[:r] for f in bracket_slot_files(plan)]
     return [
         f"{TRIALS_DIR}/{t.id}/result.json"
         for t in TRIALS
         if t.round is not None and t.round < r
     ]
+
+
+def slot_file(b, i, k):
+    return f"{RESULTS}/rungs/b{b}/r{i}/s{k}.json"
+
+
+def rung_slot_files(b, i):
+    return [slot_file(b, i, k) for k in range(BRACKETS[b].bracket.rungs[i].n)]
+
+
+def bracket_slot_files(plan):
+    return [
+        f
+        for rung in plan.bracket.rungs
+        for f in rung_slot_files(plan.bracket.index, rung.index)
+    ]
+
+
+def promotion_file(b, i):
+    return f"{RESULTS}/rungs/b{b}/promote-r{i}.yaml"
+
+
+def promote_inputs(wildcards):
+    """Rung i's slots are filled from the results of rung i-1 of the same bracket."""
+    return rung_slot_files(int(wildcards.bracket), int(wildcards.rung) - 1)
+
+
+def promote_size(wildcards):
+    return BRACKETS[int(wildcards.bracket)].bracket.rungs[int(wildcards.rung)].n
+
+
+def slot_inputs(wildcards):
+    b, i, k = int(wildcards.bracket), int(wildcards.rung), int(wildcards.slot)
+    inputs = {"data": DATA_FILE}
+    if i > 0:
+        inputs["promotion"] = promotion_file(b, i)
+    elif BRACKETS[b].trials[k].round is not None:
+        inputs["proposals"] = round_file(BRACKETS[b].trials[k].round)
+    return inputs
+
+
+def slot_spec(wildcards):
+    """The runner's description of one rung slot, as JSON (the trial is known only for rung 0)."""
+    b, i, k = int(wildcards.bracket), int(wildcards.rung), int(wildcards.slot)
+    plan = BRACKETS[b]
+    rung = plan.bracket.rungs[i]
+    spec = {
+        "bracket": b,
+        "rung": i,
+        "slot": k,
+        "slot_file": slot_file(b, i, k),
+        "trials_dir": TRIALS_DIR,
+        "budget": rung.budget,
+        "last_rung": i == len(plan.bracket.rungs) - 1,
+        "search_seed": config["search"]["seed"],
+        "stage": "search",
+        "fold": 0,
+        "log": f"{RESULTS}/rungs/b{b}/r{i}/s{k}.log",
+        **trainer_settings(),
+    }
+    if i == 0:
+        trial = plan.trials[k]
+        spec.update(trial=trial.id, params=trial.params, round=trial.round)
+        if trial.params is None:
+            spec.update(params_from=round_file(trial.round), params_key=trial.id)
+    else:
+        spec["promotion"] = promotion_file(b, i)
+    return json.dumps(spec, sort_keys=True)
+
+
+def study_results(wildcards):
+    """Every result record of the study: one per trial, or one per rung slot with a schedule."""
+    if BRACKETS:
+        return [f for plan in BRACKETS for f in bracket_slot_files(plan)]
+    return trial_results(wildcards)
 
 
 def round_size(wildcards):

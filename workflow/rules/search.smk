@@ -47,7 +47,7 @@ rule train_trial:
 
 rule collect:
     input:
-        results=trial_results,
+        results=study_results,
     output:
         table=f"{RESULTS}/trials.tsv",
     log:

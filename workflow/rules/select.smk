@@ -4,7 +4,7 @@
 rule select_best:
     input:
         table=f"{RESULTS}/trials.tsv",
-        results=trial_results,
+        results=study_results,
     output:
         best=f"{RESULTS}/best.yaml",
     log:

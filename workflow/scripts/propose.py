@@ -16,7 +16,7 @@ with open(sm.log[0], "w") as log:
     logging.basicConfig(stream=log, level=logging.WARNING)
     warnings.simplefilter("default")
     t0 = time.perf_counter()
-    history = observations([read_json(f) for f in sm.input.results])
+    history = observations([read_json(f) for f in sm.input.results], min_count=search["n_startup"])
     proposals = propose_round(
         SearchSpace.from_config(sm.params.search_space),
         r,

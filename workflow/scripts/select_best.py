@@ -1,10 +1,9 @@
 """Snakemake script: choose the best trial of trials.tsv and write best.yaml."""
 
 import sys
-from pathlib import Path
 
-from snaketune.files import read_json, write_yaml
-from snaketune.table import NoSuccessfulTrial, read_table, select_best
+from snaketune.files import write_yaml
+from snaketune.table import NoSuccessfulTrial, load_records, read_table, select_best
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 rows = read_table(sm.input.table)
@@ -15,9 +14,8 @@ with open(sm.log[0], "w") as log:
         print(e, file=log)
         print(f"\nsnaketune: {e}\n", file=sys.stderr)
         sys.exit(1)
-    # The table holds text; the trial's own result.json holds the typed parameters.
-    by_trial = {Path(f).parent.name: f for f in sm.input.results}
-    result = read_json(by_trial[best["trial"]])
+    # The table holds text; the trial's own record holds the typed parameters.
+    result = next(r for r in load_records(sm.input.results) if r["trial"] == best["trial"])
     metrics = result["metrics"]
     doc = {
         "study": sm.params.study,

@@ -191,8 +191,20 @@ def natural_key(trial_id: str) -> tuple:
     return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", trial_id))
 
 
-def observations(results: Sequence[Mapping[str, Any]]) -> list[Observation]:
-    """Turn result.json records into sampler observations."""
+def observations(results: Sequence[Mapping[str, Any]], min_count: int = 1) -> list[Observation]:
+    """Turn result records into sampler observations.
+
+    With a multi-fidelity schedule a trial has one record per rung, each at its own budget. As in
+    BOHB, the model is fitted on the largest budget that has at least ``min_count`` successful
+    results (else on the budget with the most), so scores of different budgets are never mixed.
+    """
+    results = [r for r in results if r.get("status") in ("ok", "failed") and r.get("trial")]
+    budgets = sorted({r["budget"] for r in results if r.get("budget") is not None})
+    if budgets:
+        ok_at = {b: sum(1 for r in results if r.get("budget") == b and r["status"] == "ok") for b in budgets}
+        enough = [b for b in budgets if ok_at[b] >= min_count]
+        chosen = max(enough) if enough else max(budgets, key=lambda b: (ok_at[b], b))
+        results = [r for r in results if r.get("budget") == chosen]
     obs = []
     for r in results:
         value = r.get("objective") if r.get("status") == "ok" else None

@@ -130,6 +130,8 @@ def check_semantics(cfg: Mapping) -> None:
     search = cfg["search"]
     if search["method"] == "grid":
         space.grid()  # raises on a float range without `grid:`
+    if search["schedule"] != "none":
+        _check_schedule(space, search)
     data = cfg["data"]
     if data["val_fraction"] + data["test_fraction"] >= 0.95:
         raise ConfigError(
@@ -152,6 +154,27 @@ def check_semantics(cfg: Mapping) -> None:
         _check_builtin(space, objective)
     else:
         _check_command(command)
+
+
+def _check_schedule(space: SearchSpace, search: Mapping) -> None:
+    from snaketune.space import Fixed
+
+    epochs = space["epochs"] if "epochs" in space.names else None
+    if not isinstance(epochs, Fixed) or not isinstance(epochs.value, int) or isinstance(epochs.value, bool):
+        raise ConfigError(
+            f"search.schedule: {search['schedule']} needs a fixed integer `epochs` in search_space "
+            "(the largest budget), e.g. `epochs: 27`"
+        )
+    if search["min_epochs"] >= epochs.value:
+        raise ConfigError(
+            f"config key `search.min_epochs` ({search['min_epochs']}) must be smaller than search_space.epochs "
+            f"({epochs.value}): the first rung trains fewer epochs than the last"
+        )
+    if search["min_epochs"] * search["eta"] > epochs.value:
+        raise ConfigError(
+            f"search.schedule: with min_epochs {search['min_epochs']} and eta {search['eta']} there is only one rung "
+            f"below epochs {epochs.value}; lower min_epochs or eta, or raise epochs"
+        )
 
 
 def _check_builtin(space: SearchSpace, objective: Mapping) -> None:

@@ -264,6 +264,47 @@ def run_trial(spec: dict[str, Any], threads: int = 1, timeout: float | None = No
     return result
 
 
+def run_slot(spec: dict[str, Any], **kw) -> dict[str, Any]:
+    """Run one slot of a multi-fidelity rung: the trial the promotion put there, to the rung's budget.
+
+    Rung 0's slots hold the bracket's configurations; a later rung's slot k holds the k-th trial
+    the ``promote`` job chose. A promoted trial trains in ``trials/<trial>/rung-<i>/`` and resumes
+    from its previous rung's checkpoint, so it trains only the epochs it has not trained yet.
+    An empty slot (fewer successful trials than slots) is recorded as ``skipped``.
+    """
+    from snaketune.plan import trial_seed
+
+    b, i, k = spec["bracket"], spec["rung"], spec["slot"]
+    where = {"bracket": b, "rung": i, "slot": k, "budget": spec["budget"]}
+    trials_dir = Path(spec["trials_dir"])
+    run = {key: v for key, v in spec.items() if key not in ("bracket", "rung", "slot", "slot_file", "trials_dir", "promotion")}
+    if i == 0:
+        trial = spec["trial"]
+    else:
+        promoted = read_yaml(spec["promotion"])["trials"]
+        if k >= len(promoted):
+            record = {"trial": None, "status": "skipped", "reason": "fewer successful trials than slots", **where}
+            write_json(spec["slot_file"], record)
+            return record
+        trial = promoted[k]
+        previous = trials_dir / trial / f"rung-{i - 1}"
+        run.update(
+            params=read_yaml(previous / "params.yaml"), params_from=None, params_key=None, resume=str(previous / "checkpoint.pt")
+        )
+    run.update(
+        trial=trial,
+        trial_dir=str(trials_dir / trial / f"rung-{i}"),
+        seed=trial_seed(spec["search_seed"], trial),  # the same in every rung: the checkpoint must match
+        patience=0,  # the schedule decides how long a trial trains
+        restore_best=False,  # continue from the last epoch, not the best one
+        keep_checkpoint=not spec["last_rung"],
+    )
+    result = {**run_trial(run, **kw), **where}
+    write_json(Path(run["trial_dir"]) / "result.json", result)
+    write_json(spec["slot_file"], result)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="run_trial", description="Run one snaketune trial (used by the workflow's training rules).")
     ap.add_argument("--spec", required=True, help="JSON object describing the trial, or @file holding it")
@@ -273,11 +314,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     spec = read_json(args.spec[1:]) if args.spec.startswith("@") else json.loads(args.spec)
     try:
-        result = run_trial(spec, threads=args.threads, timeout=args.timeout or None, device=args.device)
+        run = run_slot if "slot" in spec else run_trial
+        result = run(spec, threads=args.threads, timeout=args.timeout or None, device=args.device)
     except (Preempted, GpuLeaseError) as e:
         print(f"[snaketune] {e}", file=sys.stderr, flush=True)
         return 1
-    if result["status"] != "ok" and result["stage"] == "final":
+    if result["status"] == "failed" and result.get("stage") == "final":
         print(f"[snaketune] the final retrain failed: {result['reason']}", file=sys.stderr)
         return 1
     return 0

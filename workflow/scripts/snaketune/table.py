@@ -18,7 +18,7 @@ from snaketune.files import atomic_write_text, read_json
 
 FIRST_COLUMNS = ["trial", "status", "objective"]
 # Where a trial sits in the search (bayes rounds, ...), present only when the search has them.
-STRUCTURE_COLUMNS = ["round"]
+STRUCTURE_COLUMNS = ["round", "bracket", "rung", "budget"]
 LAST_COLUMNS = ["seconds", "error", "log"]
 # Metrics a trainer reports that are about the run rather than the score.
 RUN_COLUMNS = ["best_epoch", "epochs_run", "train_seconds", "n_parameters", "device"]
@@ -41,16 +41,19 @@ def _fmt(v: Any) -> str:
 
 
 def sort_key(direction: str, tiebreak: str | None):
-    """Order rows best first: ok before failed, objective, then the tie-break metric, then position."""
+    """Order rows best first: ok before failed, the highest budget reached (schedules), the objective,
+    the tie-break metric, then position."""
 
     def key(item):
         pos, row = item
-        if row.get("status") != "ok" or row.get("objective") is None:
-            return (1, 0.0, 0.0, pos)
+        if row.get("status") != "ok" or row.get("objective") in (None, ""):
+            return (1, 0.0, 0.0, 0.0, pos)
         obj = float(row["objective"])
         tb = row.get(tiebreak) if tiebreak else None
         tb = float(tb) if tb not in (None, "") else math.inf
-        return (0, -obj if direction == "maximize" else obj, tb, pos)
+        # Multi-fidelity: a score at a larger budget outranks any score at a smaller one.
+        budget = float(row["budget"]) if row.get("budget") not in (None, "") else 0.0
+        return (0, -budget, -obj if direction == "maximize" else obj, tb, pos)
 
     return key
 
@@ -62,12 +65,25 @@ def tiebreak_metric(metric: str) -> str | None:
     return None
 
 
-def collect(result_files: Sequence[str | Path], param_names: Sequence[str], metric: str, direction: str) -> list[dict[str, Any]]:
-    """Read every result.json and return the table rows, best first."""
-    rows = []
-    metric_names: list[str] = []
+def load_records(result_files: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """One record per trial: its result.json, or with a schedule the record of the highest rung it
+    reached (empty slots skipped). Trials keep the order in which they first appear."""
+    by_trial: dict[str, dict[str, Any]] = {}
     for f in result_files:
         r = read_json(f)
+        if r.get("status") == "skipped" or not r.get("trial"):
+            continue
+        seen = by_trial.get(r["trial"])
+        if seen is None or r.get("rung", 0) > seen.get("rung", 0):
+            by_trial[r["trial"]] = r
+    return list(by_trial.values())
+
+
+def collect(result_files: Sequence[str | Path], param_names: Sequence[str], metric: str, direction: str) -> list[dict[str, Any]]:
+    """Read every result record and return the table rows (one per trial), best first."""
+    rows = []
+    metric_names: list[str] = []
+    for r in load_records(result_files):
         row: dict[str, Any] = {"trial": r["trial"], "status": r["status"], "objective": r.get("objective")}
         for k in STRUCTURE_COLUMNS:
             if r.get(k) is not None:
