@@ -13,6 +13,15 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+# Seconds of bookkeeping: on a cluster they run on the submit host instead of waiting in the queue.
+localrules:
+    all,
+    propose,
+    promote,
+    collect,
+    select_best,
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/search.smk"
