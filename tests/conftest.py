@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -97,3 +99,24 @@ def job_count(dry_run_output: str, rule: str) -> int:
         if len(parts) == 2 and parts[0] == rule and parts[1].isdigit():
             return int(parts[1])
     return 0
+
+
+def run_and_kill(s: Study, wait_for, extra=()) -> None:
+    """Start snakemake, SIGTERM it once ``wait_for()`` holds, as a user pressing Ctrl-C would."""
+    cmd = snakemake_cmd() + [
+        "--snakefile",
+        str(SNAKEFILE),
+        "--directory",
+        str(s.path),
+        "--configfile",
+        str(s.config_path),
+        "--cores",
+        "2",
+        *extra,
+    ]
+    proc = subprocess.Popen(cmd, cwd=s.path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while not wait_for() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=60)

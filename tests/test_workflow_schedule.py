@@ -1,15 +1,11 @@
 """Multi-fidelity studies through the real snakemake CLI: rungs as jobs, resumed promotions, kill and rerun."""
 
 import json
-import os
-import signal
-import subprocess
-import time
 
 import pytest
 import yaml
 
-from conftest import SNAKEFILE, Study, job_count, snakemake_cmd, tiny_config
+from conftest import job_count, run_and_kill, tiny_config
 from snaketune.schedule import schedule_epochs, successive_halving
 
 pytestmark = pytest.mark.workflow
@@ -80,27 +76,6 @@ def test_bohb_runs_end_to_end(study):
     # Bracket 2's model is fitted on budget 3, the largest with >= n_startup results: the 3 rung-1
     # trials of bracket 0 and the 5 rung-0 trials of bracket 1 (budget 9 has only 2).
     assert "from 8 earlier" in log
-
-
-def run_and_kill(s: Study, wait_for, extra=()):
-    """Start snakemake, SIGTERM it once ``wait_for()`` holds, as a user pressing Ctrl-C would."""
-    cmd = snakemake_cmd() + [
-        "--snakefile",
-        str(SNAKEFILE),
-        "--directory",
-        str(s.path),
-        "--configfile",
-        str(s.config_path),
-        "--cores",
-        "2",
-        *extra,
-    ]
-    proc = subprocess.Popen(cmd, cwd=s.path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 120
-    while not wait_for() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=60)
 
 
 @pytest.mark.parametrize("kind", ["hyperband", "bayes"])

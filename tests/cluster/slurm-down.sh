@@ -2,7 +2,10 @@
 # Stop the daemons that tests/cluster/slurm-up.sh started, by the pid files it keeps under
 # $BASE/run, in reverse start order: slurmd, slurmctld, slurmdbd, mariadbd, munged.
 # Daemons that slurm-up.sh found running and reused (no pid file of ours) are left alone.
-# Installed packages, /etc/slurm and $BASE (logs, state) stay; pass PURGE=1 to delete $BASE.
+# The /etc/slurm files slurm-up.sh wrote are removed (an earlier configuration it kept aside is
+# put back): with a slurm.conf naming a controller that is gone, every SLURM client call, and so
+# every `snakemake` start with the SLURM plugin installed, waits ~9 s for it.
+# Installed packages and $BASE (logs, state) stay; pass PURGE=1 to delete $BASE.
 set -uo pipefail
 
 BASE=${BASE:-${TMPDIR:-/tmp}/snaketune-slurm}
@@ -49,6 +52,15 @@ stop slurmctld "$RUN/slurmctld.pid"
 stop slurmdbd "$RUN/slurmdbd.pid"
 stop mariadbd "$RUN/mariadb/mariadbd.pid"
 stop munged "$RUN/munge/munged.pid"
+MARK="written by snaketune tests/cluster/slurm-up.sh"
+for f in slurm.conf gres.conf slurmdbd.conf; do
+  dst=/etc/slurm/$f
+  if [ -f "$dst" ] && grep -qF "$MARK" "$dst"; then
+    rm -f "$dst"
+    if [ -e "$dst.snaketune-orig" ]; then mv "$dst.snaketune-orig" "$dst"; fi
+    say "removed $dst"
+  fi
+done
 if [ "${PURGE:-0}" = 1 ]; then
   rm -rf "$BASE"
   say "removed $BASE"

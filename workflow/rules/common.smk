@@ -40,6 +40,7 @@ else:  # multi-fidelity: the configurations that start in each bracket's first r
     BRACKETS = snaketune.plan_brackets(config)
     TRIALS = [t for plan in BRACKETS for t in plan.trials]
 TRIAL_BY_ID = {t.id: t for t in TRIALS}
+FOLDS = config["cv"]["folds"]
 PARAM_NAMES = list(config["search_space"])
 BUILTIN_TRAINER = config["trainer"]["command"] is None
 # The time limit is a resource, not a param: params are a rerun trigger, and raising a
@@ -52,6 +53,7 @@ wildcard_constraints:
     trial="[A-Za-z0-9][A-Za-z0-9_-]*",
     round="[0-9]+",
     bracket="[0-9]+",
+    run="[A-Za-z0-9][A-Za-z0-9_-]*(/fold-[0-9]+)?",
     rung="[0-9]+",
     slot="[0-9]+",
 
@@ -73,9 +75,15 @@ def round_file(round_index):
     return f"{RESULTS}/rounds/round-{round_index}.yaml"
 
 
+def parse_run(wildcards):
+    """(trial, fold) of a train_trial job: `<trial>` or `<trial>/fold-<k>`."""
+    trial_id, _, fold = wildcards.run.partition("/fold-")
+    return TRIAL_BY_ID[trial_id], int(fold or 0)
+
+
 def trial_inputs(wildcards):
     """The prepared data, and for a Bayesian trial the file of the round that proposed it."""
-    trial = TRIAL_BY_ID[wildcards.trial]
+    trial, _ = parse_run(wildcards)
     inputs = {"data": DATA_FILE}
     if trial.round is not None:
         inputs["proposals"] = round_file(trial.round)
@@ -89,9 +97,10 @@ def earlier_round_results(wildcards):
     if BRACKETS:
         return [f for plan in BRACKETS[:r] for f in bracket_slot_files(plan)]
     return [
-        f"{TRIALS_DIR}/{t.id}/result.json"
+        f
         for t in TRIALS
         if t.round is not None and t.round < r
+        for f in trial_run_files(t)
     ]
 
 
@@ -174,18 +183,27 @@ def round_size(wildcards):
     return sum(1 for t in TRIALS if t.round == int(wildcards.round))
 
 
+def trial_run_files(trial):
+    """A trial's result record(s): one, or one per fold with cross-validation."""
+    if FOLDS > 1:
+        return [f"{TRIALS_DIR}/{trial.id}/fold-{f}/result.json" for f in range(FOLDS)]
+    return [f"{TRIALS_DIR}/{trial.id}/result.json"]
+
+
 def trial_spec(wildcards):
-    """The runner's description of one search trial, as JSON."""
-    trial = TRIAL_BY_ID[wildcards.trial]
+    """The runner's description of one search trial (or one fold of it), as JSON."""
+    trial, fold = parse_run(wildcards)
+    trial_dir = f"{TRIALS_DIR}/{wildcards.run}"
     spec = {
         "trial": trial.id,
-        "trial_dir": f"{TRIALS_DIR}/{trial.id}",
+        "trial_dir": trial_dir,
         "params": trial.params,
         "round": trial.round,
         "stage": "search",
-        "fold": 0,
-        "seed": snaketune.trial_seed(config["search"]["seed"], trial.id),
-        "log": f"{TRIALS_DIR}/{trial.id}/train.log",
+        "fold": fold,
+        "folds": FOLDS,
+        "seed": snaketune.trial_seed(config["search"]["seed"], trial.id, fold),
+        "log": f"{trial_dir}/train.log",
         **trainer_settings(),
     }
     if trial.params is None:
@@ -209,7 +227,7 @@ def final_spec(wildcards):
 
 
 def trial_results(wildcards):
-    return [f"{TRIALS_DIR}/{t.id}/result.json" for t in TRIALS]
+    return [f for t in TRIALS for f in trial_run_files(t)]
 
 
 def final_outputs():

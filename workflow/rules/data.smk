@@ -13,5 +13,6 @@ rule prepare_data:
         "../../envs/snaketune.yaml"
     params:
         data=config["data"],
+        folds=config["cv"]["folds"],
     script:
         "../scripts/prepare_data.py"

@@ -21,15 +21,16 @@ rule propose:
         "../scripts/propose.py"
 
 
+# {run} is a trial id, or <trial>/fold-<k> with cross-validation (one job per trial and fold).
 rule train_trial:
     input:
         unpack(trial_inputs),
     output:
-        result=f"{TRIALS_DIR}/{{trial}}/result.json",
+        result=f"{TRIALS_DIR}/{{run}}/result.json",
     log:
-        f"{TRIALS_DIR}/{{trial}}/train.log",
+        f"{TRIALS_DIR}/{{run}}/train.log",
     benchmark:
-        f"{TRIALS_DIR}/{{trial}}/benchmark.tsv"
+        f"{TRIALS_DIR}/{{run}}/benchmark.tsv"
     conda:
         "../../envs/snaketune.yaml"
     threads: 1

@@ -10,7 +10,7 @@ from snaketune.files import write_json
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 with open(sm.log[0], "w") as log:
     try:
-        summary = prepare(sm.params.data, sm.output.data)
+        summary = prepare(sm.params.data, sm.output.data, folds=sm.params.folds)
     except DataError as e:
         print(f"data error: {e}", file=log)
         print(f"\nsnaketune: data error: {e}\n", file=sys.stderr)

@@ -132,6 +132,11 @@ def check_semantics(cfg: Mapping) -> None:
         space.grid()  # raises on a float range without `grid:`
     if search["schedule"] != "none":
         _check_schedule(space, search)
+        if cfg["cv"]["folds"] > 1:
+            raise ConfigError(
+                "config keys `cv.folds` and `search.schedule` conflict: cross-validation of multi-fidelity "
+                "rungs is not supported; use cv.folds: 1 with a schedule, or search.schedule: none"
+            )
     data = cfg["data"]
     if data["val_fraction"] + data["test_fraction"] >= 0.95:
         raise ConfigError(

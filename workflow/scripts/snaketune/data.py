@@ -184,18 +184,44 @@ def stratified_split(
     return split
 
 
-def prepare(data: Mapping[str, Any], out: str | Path) -> dict[str, Any]:
-    """Read the source, split it, write ``out`` (.npz); return a summary for people."""
+def stratified_folds(y: np.ndarray, split: np.ndarray, k: int, seed: int, classes: list[str] | None = None) -> np.ndarray:
+    """Assign every train+validation example to one of ``k`` folds, keeping class proportions;
+    test examples get -1 (they never enter cross-validation)."""
+    fold = np.full(len(y), -1, dtype=np.int8)
+    if k <= 1:
+        fold[split != TEST] = 0
+        return fold
+    rng = np.random.default_rng([seed, k])
+    for c in np.unique(y):
+        idx = np.flatnonzero((y == c) & (split != TEST))
+        if len(idx) < k:
+            name = classes[c] if classes else str(c)
+            raise DataError(
+                f"class {name!r} has {len(idx)} example(s) outside the test part, too few for cv.folds={k}; "
+                "lower cv.folds or add examples"
+            )
+        idx = rng.permutation(idx)
+        fold[idx] = np.arange(len(idx)) % k
+    return fold
+
+
+def prepare(data: Mapping[str, Any], out: str | Path, folds: int = 1) -> dict[str, Any]:
+    """Read the source, split it (and fold it), write ``out`` (.npz); return a summary for people."""
+    import io
+
     from snaketune.files import atomic_write_bytes
 
     ds = load_source(data)
-    split = stratified_split(ds.y, data["val_fraction"], data["test_fraction"], data["seed"], ds.classes)
-    import io
-
+    try:
+        split = stratified_split(ds.y, data["val_fraction"], data["test_fraction"], data["seed"], ds.classes)
+        fold = stratified_folds(ds.y, split, folds, data["seed"], ds.classes)
+    except DataError as e:
+        raise DataError(f"{ds.source}: {e}") from None
     buf = io.BytesIO()
-    np.savez(buf, X=ds.X, y=ds.y, split=split, classes=np.array(ds.classes))
+    np.savez(buf, X=ds.X, y=ds.y, split=split, fold=fold, n_folds=np.int64(folds), classes=np.array(ds.classes))
     atomic_write_bytes(out, buf.getvalue())
     return {
+        "folds": folds,
         "source": ds.source,
         "n_examples": int(len(ds.y)),
         "input_shape": list(ds.X.shape[1:]),
@@ -209,10 +235,24 @@ def prepare(data: Mapping[str, Any], out: str | Path) -> dict[str, Any]:
 class Prepared:
     X: np.ndarray
     y: np.ndarray
-    split: np.ndarray
+    split: np.ndarray  # TRAIN, VAL or TEST per example
     classes: list[str]
+    fold: np.ndarray | None = None  # cross-validation fold per example (-1 = test)
+    n_folds: int = 1
+
+    def rows(self, stage: str, fold: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Boolean masks (train, evaluate) for a search run (of ``fold``) or the final stage."""
+        if stage == "final":
+            return self.split != TEST, self.split == TEST
+        if self.n_folds > 1:
+            if not 0 <= fold < self.n_folds:
+                raise DataError(f"fold {fold} does not exist: the data has {self.n_folds} folds (0..{self.n_folds - 1})")
+            return (self.fold >= 0) & (self.fold != fold), self.fold == fold
+        return self.split == TRAIN, self.split == VAL
 
 
 def load_prepared(path: str | Path) -> Prepared:
     with np.load(path, allow_pickle=False) as f:
-        return Prepared(f["X"], f["y"], f["split"], [str(c) for c in f["classes"]])
+        fold = f["fold"] if "fold" in f.files else None
+        n_folds = int(f["n_folds"]) if "n_folds" in f.files else 1
+        return Prepared(f["X"], f["y"], f["split"], [str(c) for c in f["classes"]], fold, n_folds)

@@ -251,6 +251,7 @@ def run_trial(spec: dict[str, Any], threads: int = 1, timeout: float | None = No
         "exit_code": returncode,
         "stage": stage,
         "fold": spec.get("fold", 0),
+        "folds": spec.get("folds", 1),
         "round": spec.get("round"),
         "log": spec.get("log"),
         "host": os.uname().nodename,

@@ -18,7 +18,7 @@ from snaketune.files import atomic_write_text, read_json
 
 FIRST_COLUMNS = ["trial", "status", "objective"]
 # Where a trial sits in the search (bayes rounds, ...), present only when the search has them.
-STRUCTURE_COLUMNS = ["round", "bracket", "rung", "budget"]
+STRUCTURE_COLUMNS = ["objective_std", "folds", "round", "bracket", "rung", "budget"]
 LAST_COLUMNS = ["seconds", "error", "log"]
 # Metrics a trainer reports that are about the run rather than the score.
 RUN_COLUMNS = ["best_epoch", "epochs_run", "train_seconds", "n_parameters", "device"]
@@ -66,17 +66,62 @@ def tiebreak_metric(metric: str) -> str | None:
 
 
 def load_records(result_files: Sequence[str | Path]) -> list[dict[str, Any]]:
-    """One record per trial: its result.json, or with a schedule the record of the highest rung it
-    reached (empty slots skipped). Trials keep the order in which they first appear."""
+    """One record per trial: its result.json; with a schedule the record of the highest rung it
+    reached (empty slots skipped); with cross-validation its folds combined (see combine_folds).
+    Trials keep the order in which they first appear."""
     by_trial: dict[str, dict[str, Any]] = {}
+    folds: dict[str, list[dict[str, Any]]] = {}
     for f in result_files:
         r = read_json(f)
         if r.get("status") == "skipped" or not r.get("trial"):
             continue
+        if r.get("folds", 1) > 1:
+            folds.setdefault(r["trial"], []).append(r)
+            by_trial.setdefault(r["trial"], r)
+            continue
         seen = by_trial.get(r["trial"])
         if seen is None or r.get("rung", 0) > seen.get("rung", 0):
             by_trial[r["trial"]] = r
+    for trial, records in folds.items():
+        by_trial[trial] = combine_folds(records)
     return list(by_trial.values())
+
+
+def combine_folds(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A cross-validated trial: the mean (and standard deviation) of its folds' objectives and
+    metrics; failed if any fold failed, with that fold's reason."""
+    import statistics
+
+    records = sorted(records, key=lambda r: r.get("fold", 0))
+    first = records[0]
+    out: dict[str, Any] = {k: first.get(k) for k in ("trial", "params", "round", "stage", "folds", "log")}
+    out["seconds"] = round(sum(r.get("seconds") or 0 for r in records), 3)
+    failed = [r for r in records if r.get("status") != "ok"]
+    if len(records) < first.get("folds", 1):
+        failed = failed or [{"fold": "?", "reason": f"only {len(records)} of {first['folds']} folds have results"}]
+    if failed:
+        f = failed[0]
+        out.update(status="failed", objective=None, reason=f"fold {f.get('fold')}: {f.get('reason')}", metrics={})
+        return out
+    objectives = [float(r["objective"]) for r in records]
+    metrics: dict[str, Any] = {}
+    for key in records[0].get("metrics", {}):
+        values = [r["metrics"].get(key) for r in records]
+        if all(v == values[0] for v in values):
+            metrics[key] = values[0]  # the same in every fold (n_parameters, device)
+        elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            metrics[key] = statistics.fmean(values)
+    if "best_epoch" in metrics:
+        metrics["best_epoch"] = max(1, round(metrics["best_epoch"]))  # the final retrain's epochs
+    metrics["fold_objectives"] = objectives
+    out.update(
+        status="ok",
+        objective=statistics.fmean(objectives),
+        objective_std=statistics.pstdev(objectives),
+        reason=None,
+        metrics=metrics,
+    )
+    return out
 
 
 def collect(result_files: Sequence[str | Path], param_names: Sequence[str], metric: str, direction: str) -> list[dict[str, Any]]:

@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from snaketune.data import TEST, TRAIN, VAL, load_prepared
-from snaketune.errors import ConfigError
+from snaketune.data import load_prepared
+from snaketune.errors import ConfigError, DataError
 from snaketune.files import atomic_write_bytes, atomic_write_text, read_yaml, write_json
 from snaketune.hparams import HParams
 from snaketune.model import build_model, n_parameters
@@ -187,11 +187,9 @@ def train(settings: TrialSettings) -> dict:
     torch.manual_seed(settings.seed)
 
     prepared = load_prepared(settings.data)
-    split = torch.from_numpy(prepared.split.astype("int64"))
-    if settings.stage == "final":
-        train_rows, eval_rows, prefix = split != TEST, split == TEST, "test"
-    else:
-        train_rows, eval_rows, prefix = split == TRAIN, split == VAL, "val"
+    train_mask, eval_mask = prepared.rows(settings.stage, settings.fold)
+    train_rows, eval_rows = torch.from_numpy(train_mask), torch.from_numpy(eval_mask)
+    prefix = "test" if settings.stage == "final" else "val"
     X_all = torch.from_numpy(prepared.X)
     X_all, mean, std = standardise(X_all, train_rows)
     y_all = torch.from_numpy(prepared.y)
@@ -368,7 +366,7 @@ def main() -> None:
             flush=True,
         )
         os._exit(143)
-    except (TrainFailed, ConfigError) as e:
+    except (TrainFailed, ConfigError, DataError) as e:
         print(f"[snaketune] trial failed: {e}", file=sys.stderr, flush=True)
         sys.stdout.flush()
         os._exit(2)
