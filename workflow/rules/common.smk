@@ -77,8 +77,8 @@ def round_file(round_index):
 
 def parse_run(wildcards):
     """(trial, fold) of a train_trial job: `<trial>` or `<trial>/fold-<k>`."""
-    trial_id, _, fold = wildcards.run.partition("/fold-")
-    return TRIAL_BY_ID[trial_id], int(fold or 0)
+    trial_id, _, fold = wildcards.run.partition("/")
+    return TRIAL_BY_ID[trial_id], int(fold.removeprefix("fold-") or 0)
 
 
 def trial_inputs(wildcards):
