@@ -13,6 +13,10 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+# The image built from ./Dockerfile (tag it so): with --sdm apptainer every job runs in it.
+container: "docker://snaketune/snaketune:0.1.0"
+
+
 # Seconds of bookkeeping: on a cluster they run on the submit host instead of waiting in the queue.
 localrules:
     all,

@@ -14,7 +14,10 @@ import snaketune  # noqa: E402  (the library; no Snakemake imports inside)
 def resolved_config(raw):
     """One config file = one study, checked before any job runs (errors name the key)."""
     try:
-        cfg = snaketune.one_study(raw, workflow.overwrite_configfiles)
+        # As a module (`module snaketune: config: ...`) the host hands over the whole study config;
+        # the host's own --configfile files are not ours to read.
+        in_module = workflow.modifier.skip_configfile
+        cfg = snaketune.one_study(raw, [] if in_module else workflow.overwrite_configfiles)
         return snaketune.resolve_config(cfg)
     except snaketune.ConfigError as e:
         # A message for people, without Snakemake's stack of parse-time frames.
