@@ -13,6 +13,9 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 # The image built from ./Dockerfile (tag it so): with --sdm apptainer every job runs in it.
 container: "docker://snaketune/snaketune:0.1.0"
 
@@ -24,6 +27,8 @@ localrules:
     promote,
     collect,
     select_best,
+    plot_study,
+    export_optuna,
 
 
 include: "workflow/rules/common.smk"
@@ -31,9 +36,15 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/search.smk"
 include: "workflow/rules/schedule.smk"
 include: "workflow/rules/select.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     default_target: True
     input:
         final_targets(),
+
+
+# The end of a successful run (not a dry run) prints the study's summary.
+onsuccess:
+    print_run_summary(RESULTS, config, workflow.overwrite_configfiles)

@@ -9,6 +9,8 @@ All variants train the same 27 configurations of config/config.yaml with the sam
 * in-process, 2 workers: a spawn pool of two processes (what 2 cores allow), torch imported once each;
 * snakemake, one job per trial (--cores 2), ILP and greedy scheduler: the trials and collect only,
   data prepared beforehand, so all variants do the same work;
+* snakemake with search.trials_per_job: 14 (two packs, one per core; the trainer runs in the
+  pack's process, so torch is imported twice instead of 27 times);
 * snakemake, the whole study (prepare_data -> 27 trials -> collect -> select -> retrain).
 
 Prints a Markdown table with medians and the ratio to the two-worker loop.
@@ -88,6 +90,8 @@ def in_process(cfg, data, work: Path, workers: int) -> float:
 
 
 def snakemake_run(work: Path, target: list[str], extra: list[str]) -> float:
+    if (work / "packed.yaml").exists():
+        extra = [*extra, "--configfile", "packed.yaml"]
     cmd = [
         snakemake_exe(),
         *target,
@@ -125,7 +129,7 @@ def main() -> None:
         data = root / "prepared.npz"
         prepare(cfg["data"], data)
         for rep in range(args.repeats):
-            order = ["seq", "pool", "smk-ilp", "smk-greedy", "smk-full"]
+            order = ["seq", "pool", "smk-ilp", "smk-greedy", "smk-pack", "smk-full"]
             for name in order:
                 if name == "seq":
                     t = in_process(cfg, data, root / f"seq{rep}", 1)
@@ -133,8 +137,10 @@ def main() -> None:
                     t = in_process(cfg, data, root / f"pool{rep}", 2)
                 elif name.startswith("smk-") and name != "smk-full":
                     work = fresh_workdir(root, name)
+                    if name == "smk-pack":
+                        (work / "packed.yaml").write_text("study: seed-grid\nsearch: {trials_per_job: 14}\n")
                     snakemake_run(work, ["results/seed-grid/data/prepared.npz"], [])
-                    extra = ["--scheduler", "greedy"] if name == "smk-greedy" else ["--scheduler", "ilp"]
+                    extra = ["--scheduler", "ilp"] if name == "smk-ilp" else ["--scheduler", "greedy"]
                     t = snakemake_run(work, ["results/seed-grid/trials.tsv"], extra)
                 else:
                     work = fresh_workdir(root, name)
@@ -146,6 +152,7 @@ def main() -> None:
         "pool": "in-process, 2 worker processes",
         "smk-ilp": "snakemake, 27 trial jobs + collect, --cores 2, ILP scheduler",
         "smk-greedy": "snakemake, 27 trial jobs + collect, --cores 2, greedy scheduler",
+        "smk-pack": "snakemake, 2 packs of 14 trials + collect (search.trials_per_job: 14), --cores 2, greedy",
         "smk-full": "snakemake, whole study (prepare, 27 trials, collect, select, retrain), --cores 2",
     }
     ref = statistics.median(results["pool"])

@@ -10,7 +10,7 @@ from packaging.specifiers import SpecifierSet
 from conftest import REPO
 
 # conda-forge names of the PyPI packages where they differ
-CONDA_NAMES = {"torch": "pytorch"}
+CONDA_NAMES = {"torch": "pytorch", "matplotlib": "matplotlib-base"}
 
 
 def pyproject_requirements() -> dict[str, SpecifierSet]:

@@ -17,7 +17,9 @@ def resolved_config(raw):
         # As a module (`module snaketune: config: ...`) the host hands over the whole study config;
         # the host's own --configfile files are not ours to read.
         in_module = workflow.modifier.skip_configfile
-        cfg = snaketune.one_study(raw, [] if in_module else workflow.overwrite_configfiles)
+        cfg = snaketune.one_study(
+            raw, [] if in_module else workflow.overwrite_configfiles
+        )
         return snaketune.resolve_config(cfg)
     except snaketune.ConfigError as e:
         # A message for people, without Snakemake's stack of parse-time frames.
@@ -57,6 +59,7 @@ wildcard_constraints:
     round="[0-9]+",
     bracket="[0-9]+",
     run="[A-Za-z0-9][A-Za-z0-9_-]*(/fold-[0-9]+)?",
+    pack="[0-9]+",
     rung="[0-9]+",
     slot="[0-9]+",
 
@@ -99,6 +102,12 @@ def earlier_round_results(wildcards):
     r = int(wildcards.round)
     if BRACKETS:
         return [f for plan in BRACKETS[:r] for f in bracket_slot_files(plan)]
+    if PACKS:
+        return [
+            pack_file(p)
+            for p, runs in enumerate(PACKS)
+            if runs[0][0].round is not None and runs[0][0].round < r
+        ]
     return [
         f
         for t in TRIALS
@@ -186,17 +195,21 @@ def round_size(wildcards):
     return sum(1 for t in TRIALS if t.round == int(wildcards.round))
 
 
+def trial_runs(trial):
+    """A trial's runs: the trial itself, or one run per fold with cross-validation."""
+    if FOLDS > 1:
+        return [(trial, f, f"{trial.id}/fold-{f}") for f in range(FOLDS)]
+    return [(trial, 0, trial.id)]
+
+
 def trial_run_files(trial):
     """A trial's result record(s): one, or one per fold with cross-validation."""
-    if FOLDS > 1:
-        return [f"{TRIALS_DIR}/{trial.id}/fold-{f}/result.json" for f in range(FOLDS)]
-    return [f"{TRIALS_DIR}/{trial.id}/result.json"]
+    return [f"{TRIALS_DIR}/{run}/result.json" for _, _, run in trial_runs(trial)]
 
 
-def trial_spec(wildcards):
-    """The runner's description of one search trial (or one fold of it), as JSON."""
-    trial, fold = parse_run(wildcards)
-    trial_dir = f"{TRIALS_DIR}/{wildcards.run}"
+def run_spec(trial, fold, run):
+    """The runner's description of one search run (a trial, or one fold of it)."""
+    trial_dir = f"{TRIALS_DIR}/{run}"
     spec = {
         "trial": trial.id,
         "trial_dir": trial_dir,
@@ -211,7 +224,42 @@ def trial_spec(wildcards):
     }
     if trial.params is None:
         spec.update(params_from=round_file(trial.round), params_key=trial.id)
-    return json.dumps(spec, sort_keys=True)
+    return spec
+
+
+def trial_spec(wildcards):
+    """The runner's description of one train_trial job, as JSON."""
+    trial, fold = parse_run(wildcards)
+    return json.dumps(run_spec(trial, fold, wildcards.run), sort_keys=True)
+
+
+# Packs (search.trials_per_job > 1): runs in plan order, never mixing Bayesian rounds.
+PER_JOB = config["search"]["trials_per_job"]
+PACKS = []
+if PER_JOB > 1 and not BRACKETS:
+    for _round in dict.fromkeys(t.round for t in TRIALS):
+        _runs = [r for t in TRIALS if t.round == _round for r in trial_runs(t)]
+        PACKS += [_runs[i : i + PER_JOB] for i in range(0, len(_runs), PER_JOB)]
+
+
+def pack_file(p):
+    return f"{RESULTS}/packs/pack-{p}.json"
+
+
+def pack_inputs(wildcards):
+    rounds = {trial.round for trial, _, _ in PACKS[int(wildcards.pack)]}
+    inputs = {"data": DATA_FILE}
+    if rounds != {None}:
+        inputs["proposals"] = [round_file(r) for r in sorted(rounds)]
+    return inputs
+
+
+def pack_spec(wildcards):
+    p = int(wildcards.pack)
+    runs = [run_spec(trial, fold, run) for trial, fold, run in PACKS[p]]
+    return json.dumps(
+        {"pack": p, "pack_file": pack_file(p), "runs": runs}, sort_keys=True
+    )
 
 
 def final_spec(wildcards):
@@ -230,6 +278,8 @@ def final_spec(wildcards):
 
 
 def trial_results(wildcards):
+    if PACKS:
+        return [pack_file(p) for p in range(len(PACKS))]
     return [f for t in TRIALS for f in trial_run_files(t)]
 
 
@@ -247,4 +297,4 @@ def final_targets():
     targets = [f"{RESULTS}/trials.tsv", f"{RESULTS}/best.yaml"]
     if config["final"]["retrain"]:
         targets.append(f"{RESULTS}/final/metrics.json")
-    return targets
+    return targets + REPORT_TARGETS

@@ -46,6 +46,31 @@ rule train_trial:
         "--timeout {resources.trial_timeout_s} --device {params.device} > {log:q} 2>&1"
 
 
+# With search.trials_per_job > 1: several runs per job, each still with its own folder and result.
+rule train_pack:
+    input:
+        unpack(pack_inputs),
+    output:
+        pack=f"{RESULTS}/packs/pack-{{pack}}.json",
+    log:
+        f"{RESULTS}/packs/pack-{{pack}}.log",
+    benchmark:
+        f"{RESULTS}/packs/pack-{{pack}}.benchmark.tsv"
+    conda:
+        "../../envs/snaketune.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+        trial_timeout_s=TRAINER_TIMEOUT_S,
+    params:
+        spec=pack_spec,
+        runner=RUN_TRIAL,
+        device=TRAINER_DEVICE,
+    shell:
+        "python {params.runner:q} --spec {params.spec:q} --threads {threads} "
+        "--timeout {resources.trial_timeout_s} --device {params.device} > {log:q} 2>&1"
+
+
 rule collect:
     input:
         results=study_results,

@@ -20,6 +20,8 @@ from snaketune.space import FloatRange, IntRange, SearchSpace
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 PLACEHOLDERS = ("params", "out", "data", "fold", "budget", "resume", "stage", "seed")
+# Built-in trainer parameters that must be integers (a float range over them is an error).
+INT_PARAMS = ("n_layers", "hidden_units", "batch_size", "epochs", "n_conv", "channels", "kernel_size", "crop_padding")
 # Keys whose value is replaced by the last config file that sets them, never merged.
 REPLACED_KEYS = ("search_space",)
 
@@ -132,6 +134,11 @@ def check_semantics(cfg: Mapping) -> None:
         space.grid()  # raises on a float range without `grid:`
     if search["schedule"] != "none":
         _check_schedule(space, search)
+        if search["trials_per_job"] > 1:
+            raise ConfigError(
+                "config keys `search.trials_per_job` and `search.schedule` conflict: rung slots are one job each; "
+                "use trials_per_job: 1 with a schedule"
+            )
         if cfg["cv"]["folds"] > 1:
             raise ConfigError(
                 "config keys `cv.folds` and `search.schedule` conflict: cross-validation of multi-fidelity "
@@ -148,15 +155,28 @@ def check_semantics(cfg: Mapping) -> None:
             raise ConfigError(f"config key `data.path` is required for data.source: {data['source']} (the file to read)")
         if not Path(data["path"]).is_file():
             raise ConfigError(f"config key `data.path`: file {data['path']!r} does not exist (data.source: {data['source']})")
+    elif data["source"] == "images":
+        if not data.get("path"):
+            raise ConfigError(
+                "config key `data.path` is required for data.source: images (a folder with one sub-folder per class, "
+                "e.g. cats/ dogs/ horses/)"
+            )
+        if not Path(data["path"]).is_dir():
+            what = "is a file, not a folder" if Path(data["path"]).exists() else "does not exist"
+            raise ConfigError(
+                f"config key `data.path`: folder {data['path']!r} {what} (data.source: images needs a folder with one "
+                "sub-folder of images per class)"
+            )
     elif data.get("path"):
         raise ConfigError(
-            f"config key `data.path` is only used by data.source csv or npz, but data.source is {data['source']!r}; "
+            f"config key `data.path` is only used by data.source csv, npz or images, but data.source is {data['source']!r}; "
             "remove data.path or change the source"
         )
     command = cfg["trainer"]["command"]
     objective = cfg["objective"]
     if command is None:
         _check_builtin(space, objective)
+        _check_family(space, cfg["model"]["family"], data["source"])
     else:
         _check_command(command)
 
@@ -191,7 +211,7 @@ def _check_builtin(space: SearchSpace, objective: Mapping) -> None:
             values = [p.low, p.high]
         else:
             values = p.grid_values()
-        if isinstance(p, FloatRange) and p.name in ("n_layers", "hidden_units", "batch_size", "epochs"):
+        if isinstance(p, FloatRange) and p.name in INT_PARAMS:
             raise ConfigError(f"search_space.{p.name}: must be `type: int` for the built-in trainer, not float")
         for v in values:
             try:
@@ -206,6 +226,35 @@ def _check_builtin(space: SearchSpace, objective: Mapping) -> None:
         )
     if BUILTIN_METRICS[metric] != direction:
         raise ConfigError(f"config key `objective.direction`: {metric} should be {BUILTIN_METRICS[metric]}d, not {direction}d")
+
+
+# Sources whose examples are feature vectors, never (channels, height, width) images; npz may be either.
+FLAT_SOURCES = ("digits", "mnist1d", "synthetic", "csv")
+
+
+def _check_family(space: SearchSpace, family: str, source: str) -> None:
+    """Parameters that would have no effect, and networks that cannot read the data, are errors."""
+    from snaketune.hparams import AUGMENTATION_PARAMS, CNN_PARAMS
+
+    if family != "cnn":
+        unused = [n for n in space.names if n in CNN_PARAMS]
+        if unused:
+            raise ConfigError(
+                f"search_space: {', '.join(unused)} only shape(s) model.family cnn, but model.family is {family!r}; "
+                "remove them or set model.family: cnn"
+            )
+    if source in FLAT_SOURCES:
+        if family == "cnn":
+            raise ConfigError(
+                f"config key `model.family`: cnn needs images (data.source: images, or npz with X of shape "
+                f"(n, channels, height, width)), but data.source {source!r} gives feature vectors; use model.family: mlp"
+            )
+        augmenting = [n for n in space.names if n in AUGMENTATION_PARAMS]
+        if augmenting:
+            raise ConfigError(
+                f"search_space: {', '.join(augmenting)} augment images, but data.source {source!r} gives feature vectors; "
+                "remove them or use data.source: images"
+            )
 
 
 def _check_command(command: str) -> None:

@@ -15,6 +15,11 @@ from snaketune.errors import ConfigError
 
 ACTIVATIONS = ("relu", "gelu", "tanh", "silu", "leaky_relu")
 OPTIMIZERS = ("adam", "adamw", "sgd")
+POOLS = ("max", "avg", "none")
+# Used only by model.family cnn; naming one in a study of another family is a config error.
+CNN_PARAMS = ("n_conv", "channels", "channel_growth", "kernel_size", "batch_norm", "pool")
+# Augment training images; they need image-shaped inputs (channels, height, width).
+AUGMENTATION_PARAMS = ("flip", "crop_padding")
 # Metrics the built-in trainer reports during the search, and the direction that makes sense.
 BUILTIN_METRICS = {"val_accuracy": "maximize", "val_loss": "minimize"}
 
@@ -26,6 +31,16 @@ class HParams:
     hidden_units: int = 64  # neurons per hidden layer
     activation: str = "relu"  # one of ACTIVATIONS
     dropout: float = 0.0  # dropout after each hidden layer, in [0, 1)
+    # cnn only: n_conv blocks of Conv2d -> batch norm -> activation -> 2x2 pooling, then the dense head above
+    n_conv: int = 2  # convolutional blocks (0 = the dense head alone)
+    channels: int = 16  # filters of the first block
+    channel_growth: float = 2.0  # each block has this many times the filters of the one before (1 = constant)
+    kernel_size: int = 3  # odd; padded so a block keeps the image size
+    batch_norm: bool = True
+    pool: str = "max"  # one of POOLS, after each block (halves height and width); none = keep the size
+    # augmentation of training images (never of validation or test images)
+    flip: float = 0.0  # probability of a random horizontal flip; true = 0.5, false = 0
+    crop_padding: int = 0  # pad by this many pixels and crop a random window of the original size; 0 = off
     # optimisation
     optimizer: str = "adam"  # one of OPTIMIZERS
     lr: float = 1e-3  # learning rate
@@ -46,15 +61,30 @@ class HParams:
         def bad(name: str, why: str) -> ConfigError:
             return ConfigError(f"parameter `{name}`: {why}, but got {getattr(self, name)!r}")
 
-        for name in ("n_layers", "hidden_units", "batch_size", "epochs"):
+        for name in ("n_layers", "hidden_units", "batch_size", "epochs", "n_conv", "channels", "kernel_size", "crop_padding"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool):
                 raise bad(name, "must be an integer")
-        if self.n_layers < 0:
-            raise bad("n_layers", "must be >= 0")
-        for name in ("hidden_units", "batch_size", "epochs"):
+        for name in ("n_layers", "n_conv", "crop_padding"):
+            if getattr(self, name) < 0:
+                raise bad(name, "must be >= 0")
+        for name in ("hidden_units", "batch_size", "epochs", "channels"):
             if getattr(self, name) < 1:
                 raise bad(name, "must be >= 1")
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            raise bad("kernel_size", "must be an odd integer >= 1 (3, 5, 7 ...)")
+        if self.pool not in POOLS:
+            raise bad("pool", f"must be one of {', '.join(POOLS)}")
+        if not isinstance(self.batch_norm, bool):
+            raise bad("batch_norm", "must be true or false")
+        if (
+            isinstance(self.channel_growth, bool)
+            or not isinstance(self.channel_growth, (int, float))
+            or not self.channel_growth > 0
+        ):
+            raise bad("channel_growth", "must be a number > 0")
+        if not isinstance(self.flip, (int, float)) or not 0 <= self.flip <= 1:
+            raise bad("flip", "must be a probability in [0, 1], or true (0.5) or false (0)")
         if self.activation not in ACTIVATIONS:
             raise bad("activation", f"must be one of {', '.join(ACTIVATIONS)}")
         if self.optimizer not in OPTIMIZERS:
@@ -71,6 +101,21 @@ class HParams:
             raise bad("weight_decay", "must be >= 0")
         if not 0 <= self.momentum < 1:
             raise bad("momentum", "must be in [0, 1)")
+
+    @property
+    def flip_probability(self) -> float:
+        """``flip: true`` means a coin toss per image."""
+        if isinstance(self.flip, bool):
+            return 0.5 if self.flip else 0.0
+        return float(self.flip)
+
+    @property
+    def augments(self) -> bool:
+        return self.flip_probability > 0 or self.crop_padding > 0
+
+    def conv_channels(self) -> list[int]:
+        """Filters of each convolutional block: channels, channels x growth, ... (at least 1)."""
+        return [max(1, round(self.channels * self.channel_growth**i)) for i in range(self.n_conv)]
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,9 +1,11 @@
-"""Adam, AdamW and SGD written with PyTorch's ``_foreach`` kernels.
+"""Adam, AdamW and SGD on PyTorch's fused multi-tensor kernels.
 
-They compute exactly what ``torch.optim`` computes (tests compare them step by step), but
-constructing a ``torch.optim`` optimiser imports ``torch._dynamo`` (about a second), which
-every short trial process would pay. All parameters are updated in a handful of fused
-kernel calls per step, with no host-device synchronisation.
+They compute what ``torch.optim`` computes (tests compare them step by step), but constructing a
+``torch.optim`` optimiser imports ``torch._dynamo`` (about a second), which every short trial
+process would pay. Adam and AdamW update all parameters in one call of PyTorch's fused kernel
+(``torch._fused_adam_``: measured 16 us per step for a small MLP on one CPU thread, against
+114 us for the same update in seven ``_foreach`` calls); where that kernel is missing they fall
+back to the ``_foreach`` form. No step synchronises host and device.
 """
 
 from __future__ import annotations
@@ -78,11 +80,41 @@ class Adam(Optimizer):
         self.decoupled = decoupled
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+        self._fused: bool | None = None  # None: not tried yet
+
+    def _fused_step(self, ps: list[torch.Tensor], gs: list[torch.Tensor]) -> None:
+        kernel = torch._fused_adamw_ if self.decoupled else torch._fused_adam_
+        # The kernel reads the step number (already counted) from one float tensor per parameter.
+        steps = [torch.tensor(float(self.step_count), device=p.device) for p in ps]
+        kernel(
+            ps,
+            gs,
+            self.exp_avg,
+            self.exp_avg_sq,
+            [],
+            steps,
+            lr=self.lr,
+            beta1=self.beta1,
+            beta2=self.beta2,
+            weight_decay=self.weight_decay,
+            eps=self.eps,
+            amsgrad=False,
+            maximize=False,
+        )
 
     @torch.no_grad()
     def step(self) -> None:
         ps, gs = self.params, [p.grad for p in self.params]
         self.step_count += 1
+        if self._fused is not False:
+            try:
+                self._fused_step(ps, gs)
+                self._fused = True
+                return
+            except (RuntimeError, AttributeError, NotImplementedError):
+                if self._fused:  # it worked before: a real error
+                    raise
+                self._fused = False  # no fused kernel for this build or device
         if self.weight_decay:
             if self.decoupled:
                 torch._foreach_mul_(ps, 1 - self.lr * self.weight_decay)

@@ -139,6 +139,92 @@ def _run(cmd, *, shell: bool, env: dict, timeout: float | None) -> tuple[int, li
     return proc.returncode, list(tail), timed_out
 
 
+class _TimedOut(Exception):
+    pass
+
+
+def _run_in_process(env: dict, timeout: float | None) -> tuple[int, list[str], bool]:
+    """The built-in trainer in this process, with the contract's variables; same outcomes as _run."""
+    import traceback
+
+    from snaketune import train as trainer
+
+    def alarm(signum, frame):
+        raise _TimedOut()
+
+    old_alarm = signal.signal(signal.SIGALRM, alarm)
+    old_term = signal.signal(signal.SIGTERM, trainer._on_sigterm)
+    if timeout:
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        trainer.train(trainer.TrialSettings.from_env(env))
+        return 0, [], False
+    except _TimedOut:
+        return 124, [], True
+    except trainer.Preempted:
+        return 143, ["[snaketune] preempted"], False
+    except Exception as e:  # the trial fails; the pack goes on
+        reason = trainer.failure_message(e)
+        if reason is None:
+            reason = "".join(traceback.format_exception_only(e)).strip()
+            traceback.print_exc()
+        print(f"[snaketune] trial failed: {reason}", file=sys.stderr, flush=True)
+        return 2, [f"[snaketune] trial failed: {reason}"], False
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old_alarm)
+        signal.signal(signal.SIGTERM, old_term)
+
+
+@contextlib.contextmanager
+def _output_to(path: Path):
+    """Send this process's stdout and stderr (file descriptors 1 and 2) to ``path`` meanwhile."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for f in (fd, *saved):
+            os.close(f)
+
+
+def run_pack(spec: dict[str, Any], **kw) -> dict[str, Any]:
+    """Run several trials in one job (``search.trials_per_job``), each with its own files and status.
+
+    A trial whose result.json already holds the same parameters is not run again, so a pack that
+    was killed redoes only its unfinished trials. The built-in trainer runs in this process.
+    """
+    summary = []
+    for run in spec["runs"]:
+        out = Path(run["trial_dir"])
+        done = out / "result.json"
+        if done.is_file() and run.get("params") is not None:
+            try:
+                previous = read_json(done)
+            except ValueError:
+                previous = {}
+            if previous.get("params") == run["params"] and previous.get("status") in ("ok", "failed"):
+                print(f"[snaketune] trial {run['trial']}: already done ({previous['status']})", flush=True)
+                summary.append({"trial": run["trial"], "status": previous["status"], "result": str(done)})
+                continue
+        out.mkdir(parents=True, exist_ok=True)
+        with _output_to(out / "train.log"):
+            result = run_trial(run, in_process=True, **kw)
+        print(f"[snaketune] trial {run['trial']}: {result['status']} ({result['seconds']:.1f} s)", flush=True)
+        summary.append({"trial": run["trial"], "status": result["status"], "result": str(done)})
+    record = {"pack": spec["pack"], "trials": summary}
+    write_json(spec["pack_file"], record)
+    return {"status": "ok", "stage": "search", **record}
+
+
 def _terminate(proc: subprocess.Popen, grace: float = 10.0) -> None:
     """SIGTERM the trainer's process group (it may checkpoint), SIGKILL it after ``grace`` s."""
     try:
@@ -155,8 +241,14 @@ def _terminate(proc: subprocess.Popen, grace: float = 10.0) -> None:
         proc.wait()
 
 
-def run_trial(spec: dict[str, Any], threads: int = 1, timeout: float | None = None, device: str = "auto") -> dict[str, Any]:
-    """Run one trial as ``spec`` describes and return (and write) its result record."""
+def run_trial(
+    spec: dict[str, Any], threads: int = 1, timeout: float | None = None, device: str = "auto", in_process: bool = False
+) -> dict[str, Any]:
+    """Run one trial as ``spec`` describes and return (and write) its result record.
+
+    ``in_process`` runs the built-in trainer inside this process (packs of small trials: torch is
+    imported once per pack instead of once per trial); custom trainers always get their own process.
+    """
     out = Path(spec["trial_dir"])
     out.mkdir(parents=True, exist_ok=True)
     stage = spec.get("stage", "search")
@@ -213,7 +305,9 @@ def run_trial(spec: dict[str, Any], threads: int = 1, timeout: float | None = No
     )
     template = spec.get("command")
     cmd = render_command(template, values) if template else builtin_command()
-    print(f"[snaketune] trial {spec['trial']} ({stage}): {cmd if isinstance(cmd, str) else shlex.join(cmd)}", flush=True)
+    in_process = in_process and not template
+    shown = "built-in trainer, in process" if in_process else cmd if isinstance(cmd, str) else shlex.join(cmd)
+    print(f"[snaketune] trial {spec['trial']} ({stage}): {shown}", flush=True)
 
     lease = lease_gpu(str(spec["trial"])) if device != "cpu" else contextlib.nullcontext(None)
     with lease as gpu:  # held while the trainer runs; released on every exit path (the kernel drops it on a kill)
@@ -222,7 +316,10 @@ def run_trial(spec: dict[str, Any], threads: int = 1, timeout: float | None = No
             env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # indices as nvidia-smi and SLURM number them
             print(f"[snaketune] trial {spec['trial']} runs on GPU {gpu}", flush=True)
         t0 = time.time()  # waiting for a GPU is not the trial's time
-        returncode, tail, timed_out = _run(cmd, shell=isinstance(cmd, str), env=env, timeout=timeout)
+        if in_process:
+            returncode, tail, timed_out = _run_in_process(env, timeout)
+        else:
+            returncode, tail, timed_out = _run(cmd, shell=isinstance(cmd, str), env=env, timeout=timeout)
         seconds = time.time() - t0
 
     if not timed_out and was_preempted(returncode, tail):
@@ -315,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     spec = read_json(args.spec[1:]) if args.spec.startswith("@") else json.loads(args.spec)
     try:
-        run = run_slot if "slot" in spec else run_trial
+        run = run_slot if "slot" in spec else run_pack if "runs" in spec else run_trial
         result = run(spec, threads=args.threads, timeout=args.timeout or None, device=args.device)
     except (Preempted, GpuLeaseError) as e:
         print(f"[snaketune] {e}", file=sys.stderr, flush=True)

@@ -65,14 +65,24 @@ def tiebreak_metric(metric: str) -> str | None:
     return None
 
 
+def _read_results(files: Sequence[str | Path]):
+    """Result records; a pack's record (search.trials_per_job) stands for its trials' results."""
+    for f in files:
+        r = read_json(f)
+        if "pack" in r:
+            for t in r["trials"]:
+                yield read_json(t["result"])
+        else:
+            yield r
+
+
 def load_records(result_files: Sequence[str | Path]) -> list[dict[str, Any]]:
     """One record per trial: its result.json; with a schedule the record of the highest rung it
     reached (empty slots skipped); with cross-validation its folds combined (see combine_folds).
     Trials keep the order in which they first appear."""
     by_trial: dict[str, dict[str, Any]] = {}
     folds: dict[str, list[dict[str, Any]]] = {}
-    for f in result_files:
-        r = read_json(f)
+    for r in _read_results(result_files):
         if r.get("status") == "skipped" or not r.get("trial"):
             continue
         if r.get("folds", 1) > 1:
@@ -131,7 +141,7 @@ def collect(result_files: Sequence[str | Path], param_names: Sequence[str], metr
     for r in load_records(result_files):
         row: dict[str, Any] = {"trial": r["trial"], "status": r["status"], "objective": r.get("objective")}
         for k in STRUCTURE_COLUMNS:
-            if r.get(k) is not None:
+            if r.get(k) is not None and not (k == "folds" and r[k] == 1):
                 row[k] = r[k]
         for p in param_names:
             row[p] = r.get("params", {}).get(p)

@@ -7,7 +7,8 @@ Run it by hand to debug a single trial::
     PYTHONPATH=workflow/scripts python -m snaketune.train
 
 The whole data set lives on the device as tensors; every epoch draws batches from one random
-permutation, so there is no per-sample DataLoader in the hot loop. A trial is deterministic for
+permutation, so there is no per-sample DataLoader in the hot loop. Images arrive decoded, as uint8;
+they become float32 on the device, and training batches are augmented there. A trial is deterministic for
 a given seed on CPU. The process imports only what training needs and exits as soon as its
 outputs are safely on disk.
 """
@@ -110,6 +111,49 @@ def standardise(X: torch.Tensor, train_rows: torch.Tensor) -> tuple[torch.Tensor
     return (X - mean) / std, mean, std
 
 
+PIXEL_SCALE = 1 / 255  # uint8 pixels -> [0, 1] before the per-channel normalisation
+
+
+def image_tensors(
+    X: torch.Tensor, train_rows: torch.Tensor, eval_rows: torch.Tensor, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """uint8 (n, C, H, W) images -> normalised float32 on ``device``: (train, eval, mean, std).
+
+    Pixels are scaled to [0, 1], then normalised per channel with the mean and std of the training
+    images only; mean and std have shape (C, 1, 1), so ``(x - mean) / std`` also fits one image.
+    Only the uint8 rows travel to the device; the float copy is made there.
+    """
+    train = X[train_rows].to(device).float().mul_(PIXEL_SCALE)
+    mean = train.mean(dim=(0, 2, 3), keepdim=True)[0]
+    std = train.std(dim=(0, 2, 3), keepdim=True)[0]
+    std = torch.where(std > 1e-8, std, torch.ones_like(std))
+    train.sub_(mean).div_(std)
+    evaluation = X[eval_rows].to(device).float().mul_(PIXEL_SCALE).sub_(mean).div_(std)
+    return train, evaluation, mean, std
+
+
+def augment(x: torch.Tensor, flip: float, crop_padding: int, gen: torch.Generator) -> torch.Tensor:
+    """Random horizontal flips and random crops of a batch of (normalised) images, on its device.
+
+    The random numbers come from ``gen`` (on the CPU, saved in checkpoints), so a trial stays
+    deterministic for its seed and resumes exactly. Crops pad with zeros, i.e. the training mean.
+    """
+    b, c, h, w = x.shape
+    if flip > 0:
+        flipped = (torch.rand(b, generator=gen) < flip).to(x.device)
+        x = torch.where(flipped[:, None, None, None], x.flip(3), x)
+    if crop_padding > 0:
+        p = crop_padding
+        offsets = torch.randint(0, 2 * p + 1, (2, b), generator=gen).to(x.device)
+        padded = F.pad(x, (p, p, p, p))
+        rows = (offsets[0][:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # (b, 1, h, 1)
+        cols = (offsets[1][:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # (b, 1, 1, w)
+        batch = torch.arange(b, device=x.device)[:, None, None, None]
+        channel = torch.arange(c, device=x.device)[None, :, None, None]
+        x = padded[batch, channel, rows, cols]
+    return x
+
+
 @torch.inference_mode()
 def evaluate(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) over all rows, with one host sync at the end."""
@@ -186,18 +230,34 @@ def train(settings: TrialSettings) -> dict:
     device = pick_device(settings.device)
     torch.manual_seed(settings.seed)
 
+    t_load = time.perf_counter()
     prepared = load_prepared(settings.data)
+    print(
+        f"[snaketune] loaded {settings.data}: {len(prepared.y)} examples of shape {tuple(prepared.X.shape[1:])} "
+        f"({prepared.X.dtype}) in {1000 * (time.perf_counter() - t_load):.0f} ms",
+        flush=True,
+    )
     train_mask, eval_mask = prepared.rows(settings.stage, settings.fold)
     train_rows, eval_rows = torch.from_numpy(train_mask), torch.from_numpy(eval_mask)
     prefix = "test" if settings.stage == "final" else "val"
-    X_all = torch.from_numpy(prepared.X)
-    X_all, mean, std = standardise(X_all, train_rows)
-    y_all = torch.from_numpy(prepared.y)
-    X_train, y_train = X_all[train_rows].to(device), y_all[train_rows].to(device)
-    X_eval, y_eval = X_all[eval_rows].to(device), y_all[eval_rows].to(device)
     input_shape = tuple(prepared.X.shape[1:])
+    if hp.augments and len(input_shape) != 3:
+        raise ConfigError(
+            f"parameters flip and crop_padding augment images shaped (channels, height, width), but the data's "
+            f"examples have shape {input_shape}; remove them from search_space or use data.source: images"
+        )
+    y_all = torch.from_numpy(prepared.y)
+    if prepared.is_images:
+        X_train, X_eval, mean, std = image_tensors(torch.from_numpy(prepared.X), train_rows, eval_rows, device)
+    else:
+        X_all = torch.from_numpy(prepared.X)
+        X_all, mean, std = standardise(X_all, train_rows)
+        X_train, X_eval = X_all[train_rows].to(device), X_all[eval_rows].to(device)
+    y_train, y_eval = y_all[train_rows].to(device), y_all[eval_rows].to(device)
 
     model = build_model(settings.family, input_shape, len(prepared.classes), hp).to(device)
+    # Batch norm cannot train on a single example whose maps are 1x1: skip such a last batch.
+    min_batch = 2 if any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) else 1
     opt = make_optimizer(hp.optimizer, model.parameters(), hp.lr, hp.weight_decay, hp.momentum)
     epochs = settings.budget if settings.budget is not None else hp.epochs
     early_stop = settings.stage == "search" and settings.patience > 0
@@ -267,17 +327,25 @@ def train(settings: TrialSettings) -> dict:
             break
         t0 = time.perf_counter()
         model.train()
+        # One gather per epoch; the batches are then free views (no per-batch index_select).
         perm = torch.randperm(n, generator=gen).to(device)
+        X_epoch, y_epoch = X_train.index_select(0, perm), y_train.index_select(0, perm)
         loss_sum = torch.zeros((), device=device)
+        n_seen = 0
         for i in range(0, n, bs):
-            idx = perm[i : i + bs]
-            out = model(X_train.index_select(0, idx))
-            loss = F.cross_entropy(out, y_train.index_select(0, idx))
+            nb = min(bs, n - i)
+            if nb < min_batch:
+                continue
+            xb = X_epoch[i : i + nb]
+            if hp.augments:  # training batches only; evaluation sees the images as they are
+                xb = augment(xb, hp.flip_probability, hp.crop_padding, gen)
+            loss = F.cross_entropy(model(xb), y_epoch[i : i + nb])
             opt.zero_grad()
             loss.backward()
             opt.step()
-            loss_sum += loss.detach() * len(idx)
-        train_loss = loss_sum.item() / n
+            loss_sum.add_(loss.detach(), alpha=nb)  # summed on the device: no sync per batch
+            n_seen += nb
+        train_loss = loss_sum.item() / max(n_seen, 1)
         if not math.isfinite(train_loss):
             raise TrainFailed(f"diverged at epoch {epoch} (training loss {train_loss})")
         eval_loss, eval_acc = evaluate(model, X_eval, y_eval)
@@ -330,13 +398,18 @@ def train(settings: TrialSettings) -> dict:
         metrics["train_loss"] = history[-1]["train_loss"]
     atomic_write_text(settings.out / "history.csv", _history_csv(history))
     if settings.stage == "final":
-        save_model(settings.out / "model.pt", model, settings, hp, prepared.classes, input_shape, mean, std)
+        image = {"size": list(input_shape[1:]), "channels": input_shape[0], "scale": PIXEL_SCALE} if prepared.is_images else None
+        save_model(settings.out / "model.pt", model, settings, hp, prepared.classes, input_shape, mean, std, image)
     write_json(settings.out / "metrics.json", metrics)  # last: its presence means the trial finished
     return metrics
 
 
-def save_model(path: Path, model, settings: TrialSettings, hp: HParams, classes, input_shape, mean, std) -> None:
-    """A file ``torch.load(path, weights_only=True)`` reads: weights plus what prediction needs."""
+def save_model(path: Path, model, settings: TrialSettings, hp: HParams, classes, input_shape, mean, std, image=None) -> None:
+    """A file ``torch.load(path, weights_only=True)`` reads: weights plus what prediction needs.
+
+    The input is ``(x - mean) / std``; for images (``image`` not None) x is the image file loaded
+    as ``snaketune.images.load_image(path, image["size"], image["channels"])`` times ``image["scale"]``.
+    """
     import io
 
     payload = {
@@ -347,11 +420,21 @@ def save_model(path: Path, model, settings: TrialSettings, hp: HParams, classes,
         "input_shape": list(input_shape),
         "mean": mean.cpu(),
         "std": std.cpu(),
+        "image": image,  # None for feature vectors; else {"size": [h, w], "channels": c, "scale": 1/255}
         "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
     }
     buf = io.BytesIO()
     torch.save(payload, buf)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def failure_message(e: BaseException) -> str | None:
+    """The one-line reason for an expected way a trial fails, or None for anything else."""
+    if isinstance(e, (TrainFailed, ConfigError, DataError)):
+        return str(e)
+    if isinstance(e, torch.OutOfMemoryError):
+        return "out of memory"
+    return None
 
 
 def main() -> None:
@@ -366,12 +449,12 @@ def main() -> None:
             flush=True,
         )
         os._exit(143)
-    except (TrainFailed, ConfigError, DataError) as e:
-        print(f"[snaketune] trial failed: {e}", file=sys.stderr, flush=True)
+    except Exception as e:
+        reason = failure_message(e)
+        if reason is None:
+            raise  # a bug: the traceback goes to the log, the runner reports its last lines
+        print(f"[snaketune] trial failed: {reason}", file=sys.stderr, flush=True)
         sys.stdout.flush()
-        os._exit(2)
-    except torch.OutOfMemoryError:
-        print("[snaketune] trial failed: out of memory", file=sys.stderr, flush=True)
         os._exit(2)
     sys.stdout.flush()
     sys.stderr.flush()

@@ -1,0 +1,64 @@
+"""search.trials_per_job: several trials per job, same results, each trial its own files; a killed pack redoes only what was unfinished."""
+
+import sys
+
+import pandas as pd
+import pytest
+
+from conftest import Study, job_count, run_and_kill, tiny_config
+
+pytestmark = pytest.mark.workflow
+TIMING = ["seconds", "train_seconds"]
+
+
+def config(per_job, **over):
+    cfg = tiny_config(study="packed", search={"method": "grid", "seed": 0, "trials_per_job": per_job}, **over)
+    cfg["search_space"]["lr"]["grid"] = [0.005, 0.01, 0.03, 0.06]
+    return cfg
+
+
+def test_packed_study_gives_the_same_table_as_one_job_per_trial(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    single, packed = Study(tmp_path / "a", config(1)), Study(tmp_path / "b", config(3))
+    assert job_count(packed.run("-n").stdout, "train_pack") == 3  # 8 trials, 3 per job
+    single.run()
+    packed.run()
+    pd.testing.assert_frame_equal(single.table().drop(columns=TIMING), packed.table().drop(columns=TIMING))
+    for tid in packed.table()["trial"]:
+        folder = packed.results / "trials" / tid
+        assert {"params.yaml", "metrics.json", "history.csv", "result.json", "train.log"} <= {p.name for p in folder.iterdir()}
+        assert "epoch    1" in (folder / "train.log").read_text()
+
+
+def test_a_killed_pack_redoes_only_its_unfinished_trials(tmp_path):
+    cfg = config(8)
+    cfg["search_space"]["epochs"] = 30
+    cfg["data"]["n_samples"] = 1500
+    s = Study(tmp_path, cfg)
+    results = lambda: sorted(s.results.glob("trials/*/result.json"))  # noqa: E731
+    run_and_kill(s, lambda: len(results()) >= 2)
+    finished = {p: p.stat().st_mtime_ns for p in results()}
+    assert 1 <= len(finished) < 8
+    s.run("--rerun-incomplete")
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished
+    log = (s.results / "packs" / "pack-0.log").read_text()
+    assert log.count("already done") == len(finished)
+    assert len(s.table()) == 8 and (s.table()["status"] == "ok").all()
+
+
+def test_custom_trainers_in_a_pack_keep_their_own_processes_and_failures(tmp_path):
+    cfg = config(4, trainer={"command": f"{sys.executable} trainer.py"}, objective={"metric": "score", "direction": "maximize"})
+    cfg["search_space"] = {"x": [1, 2, 3, 4, 5]}
+    cfg["final"] = {"retrain": False}
+    s = Study(tmp_path, cfg)
+    (tmp_path / "trainer.py").write_text(
+        "import json, os, sys, yaml\n"
+        "x = yaml.safe_load(open(os.environ['SNAKETUNE_PARAMS']))['x']\n"
+        "if x == 2: os.abort()\n"
+        "json.dump({'score': x, 'pid': os.getpid()}, open(os.path.join(os.environ['SNAKETUNE_OUT'], 'metrics.json'), 'w'))\n"
+    )
+    s.run()
+    table = s.table().set_index("x")
+    assert table.loc[2, "status"] == "failed" and "SIGABRT" in table.loc[2, "error"]
+    assert table.loc[5, "status"] == "ok" and table["pid"].dropna().nunique() == 4  # one process per trial

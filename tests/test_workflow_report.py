@@ -1,0 +1,186 @@
+"""The real snakemake CLI: a tiny study's plots, Optuna journal and end-of-run summary, then
+`snakemake --report`, rendered in headless Chromium to check that every plot shows and is not blank."""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import Study, tiny_config
+
+pytestmark = pytest.mark.workflow
+
+CHROMIUM = "/usr/bin/chromium"
+PROBE = Path(__file__).with_name("report_probe.js")
+PLOTS = {
+    "optimisation_history.png",
+    "parallel_coordinates.png",
+    "param_importances.png",
+    "slices.png",
+    "learning_curves.png",
+    "confusion_matrix.png",
+}
+
+
+def report_config() -> dict:
+    """Random search over a log-scale float and a choice: enough trials for importances."""
+    return tiny_config(
+        study="tiny-report",
+        search={"method": "random", "n_trials": 6, "seed": 0},
+        search_space={
+            "lr": {"type": "float", "low": 0.003, "high": 0.3, "log": True},
+            "n_layers": [1, 2],
+            "hidden_units": 16,
+            "batch_size": 32,
+            "epochs": 3,
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One run of the tiny study and its report, shared by the tests of this module."""
+    s = Study(tmp_path_factory.mktemp("report"), report_config())
+    proc = s.run()
+    report = s.path / "report.html"
+    s.run("--report", str(report))
+    return s, proc.stdout + proc.stderr, report
+
+
+def read_tsv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh, delimiter="\t")
+        return list(reader.fieldnames or []), list(reader)
+
+
+def test_a_run_ends_with_the_summary_and_the_final_log_has_it(finished):
+    s, output, _ = finished
+    best = s.results / "best.yaml"
+    final = json.loads((s.results / "final" / "metrics.json").read_text())
+    summary = output[output.index("snaketune: study tiny-report") :]
+    assert "best trial" in summary and "parameters  lr=" in summary and "n_layers=" in summary
+    assert f"test_accuracy = {final['test_accuracy']:.4g}" in summary
+    assert "6: 6 ok, 0 failed" in summary
+    assert f"snakemake --report results/tiny-report/report.html --configfile {s.config_path}" in summary
+    assert "optuna-dashboard results/tiny-report/optuna.journal" in summary
+    log = (s.results / "final" / "train.log").read_text()
+    assert "snaketune: study tiny-report" in log and f"test_accuracy = {final['test_accuracy']:.4g}" in log
+    assert best.is_file()
+
+
+def test_a_dry_run_prints_no_summary(study):
+    out = study(report_config()).run("-n")
+    assert "snaketune: study" not in out.stdout + out.stderr
+
+
+def test_the_run_writes_every_figure_the_table_and_the_journal(finished):
+    s, _, _ = finished
+    for name in PLOTS | {"trials.html"}:
+        assert (s.results / "report" / name).stat().st_size > 1000, name
+    assert "WARNING" not in (s.results / "logs" / "plot_confusion_matrix.log").read_text()  # matrix agrees with test_accuracy
+    assert "Traceback" not in (s.results / "logs" / "plot_study.log").read_text()
+
+
+def test_the_optuna_journal_loads_back_and_matches_trials_tsv(finished):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    s, _, _ = finished
+    storage = JournalStorage(JournalFileBackend(str(s.results / "optuna.journal")))
+    study = optuna.load_study(study_name="tiny-report", storage=storage)
+    _, rows = read_tsv(s.results / "trials.tsv")
+    assert len(study.trials) == len(rows) == 6
+    by_id = {t.user_attrs["trial"]: t for t in study.trials}
+    assert set(by_id) == {r["trial"] for r in rows}
+    for row in rows:
+        t = by_id[row["trial"]]
+        assert t.state == optuna.trial.TrialState.COMPLETE and t.value == float(row["objective"])
+        assert t.params["lr"] == float(row["lr"]) and t.params["n_layers"] == int(row["n_layers"])
+        assert t.params["epochs"] == 3 and t.distributions["lr"].log
+        assert sorted(t.intermediate_values) == list(range(1, 4))  # val_accuracy per epoch
+        assert t.intermediate_values[int(row["best_epoch"])] == pytest.approx(float(row["objective"]))  # weights kept
+    assert study.user_attrs["best_trial"] == rows[0]["trial"] and study.best_value == float(rows[0]["objective"])
+
+
+def chromium_or_skip() -> str:
+    if os.path.exists(CHROMIUM):
+        return CHROMIUM
+    if os.environ.get("SNAKETUNE_REQUIRE_CHROMIUM") == "1":
+        pytest.fail(f"{CHROMIUM} is missing but SNAKETUNE_REQUIRE_CHROMIUM=1 (apt-get install chromium)")
+    pytest.skip(f"{CHROMIUM} is not installed (Debian: apt-get install chromium)")
+
+
+def chromium(exe: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [
+        exe,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--virtual-time-budget=30000",
+        *args,
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=True)
+
+
+def with_probe(report: Path, out: Path) -> Path:
+    """A copy of the report with tests/report_probe.js injected before </body>."""
+    page = report.read_text(encoding="utf-8")
+    end = page.rindex("</body>")
+    out.write_text(page[:end] + f"<script>\n{PROBE.read_text()}\n</script>\n" + page[end:], encoding="utf-8")
+    return out
+
+
+def test_the_report_renders_in_chromium_with_every_plot_and_the_table(finished, tmp_path):
+    exe = chromium_or_skip()
+    s, _, report = finished
+    assert report.stat().st_size > 100_000  # self-contained: scripts and plots embedded
+    page = with_probe(report, tmp_path / "probe.html")
+    dom = chromium(exe, tmp_path / "profile", "--dump-dom", page.as_uri()).stdout
+    found = re.findall(r'<pre id="snaketune-probe">(.*?)</pre>', dom, re.S)
+    assert found, f"the probe did not finish; the page's DOM begins:\n{dom[:2000]}"
+    probe = json.loads(html.unescape(found[-1]))
+    assert probe["app"] and not probe["errors"], probe
+    assert probe["categories"] == ["tiny-report"]  # one category per study
+    shown = {img["name"]: img for img in probe["images"]}
+    assert set(shown) == PLOTS
+    for img in shown.values():
+        # Shown by the report's own <img>, decoded, and not blank: varied pixels, some ink.
+        assert img["shown"] and img["width"] > 300 and img["height"] > 200, img
+        assert img["std"] > 10 and img["nonwhite"] > 0.01 and img["colours"] > 20, img
+        assert img["rendered"][0] > 100, img
+    header, rows = read_tsv(s.results / "trials.tsv")
+    (table,) = probe["tables"]
+    assert table["name"] == "trials.html" and table["shown"]
+    assert table["rows"] == len(rows) and table["columns"] == header
+
+    # What a person sees: the report's page showing a plot, as pixels.
+    shot = tmp_path / "report.png"
+    chromium(
+        exe,
+        tmp_path / "profile",
+        "--window-size=1400,1000",
+        f"--screenshot={shot}",
+        page.as_uri() + "#show=parallel_coordinates.png",
+    )
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    content = pixels[:, 320:]  # right of the report's navigation bar
+    assert content.std() > 10 and (content < 200).mean() > 0.01, (content.std(), (content < 200).mean())
+    if os.environ.get("SNAKETUNE_KEEP_SCREENSHOT"):
+        shutil.copy(shot, os.environ["SNAKETUNE_KEEP_SCREENSHOT"])

@@ -1,0 +1,47 @@
+"""The final model on the test set, for the report: a confusion matrix.
+
+The model is applied exactly as ``snaketune.predict`` applies it (the trainer's normalisation,
+stored in ``model.pt``), to the test part of the prepared data that the final stage evaluated.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from snaketune.data import TEST, load_prepared
+
+CHUNK = 4096  # test rows per forward pass
+
+
+@dataclass
+class Confusion:
+    matrix: np.ndarray  # (n_classes, n_classes): rows = true class, columns = predicted class
+    classes: list[str]
+
+    @property
+    def accuracy(self) -> float:
+        total = self.matrix.sum()
+        return float(np.trace(self.matrix) / total) if total else float("nan")
+
+
+def confusion_on_test_set(model_path: str | os.PathLike, data_path: str | os.PathLike) -> Confusion:
+    """Predict every test example with the final model and count (true, predicted) pairs."""
+    import torch
+
+    from snaketune.predict import load_model
+
+    torch.set_num_threads(1)
+    classifier = load_model(model_path)
+    prepared = load_prepared(data_path)
+    rows = prepared.split == TEST
+    X, y = prepared.X[rows], prepared.y[rows]
+    n = len(classifier.classes)
+    predicted = np.concatenate(
+        [classifier.probabilities(X[i : i + CHUNK]).argmax(axis=1) for i in range(0, len(X), CHUNK)] or [np.zeros(0, int)]
+    )
+    matrix = np.zeros((n, n), dtype=np.int64)
+    np.add.at(matrix, (y.astype(np.int64), predicted.astype(np.int64)), 1)
+    return Confusion(matrix, list(classifier.classes))

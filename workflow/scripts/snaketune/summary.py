@@ -1,0 +1,132 @@
+"""The end-of-run summary: best parameters, scores, trial counts, where things are, what to run next.
+
+One function writes the text; the workflow prints it when a run succeeds (``onsuccess``) and the
+final retrain appends it to its log. It reads only small files that exist (``best.yaml``,
+``final/metrics.json``, ``trials.tsv``), so it also works on a half-finished study::
+
+    python workflow/scripts/summarise.py --results results/seed-grid
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from snaketune.files import read_yaml
+from snaketune.table import read_table
+
+
+def _num(v: Any) -> str:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return str(v)
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _test_metrics(metrics: dict[str, Any], metric: str) -> list[str]:
+    """The test metrics, the objective's counterpart first."""
+    first = "test_" + metric[4:] if metric.startswith("val_") else f"test_{metric}"
+    keys = sorted((k for k in metrics if k.startswith("test_")), key=lambda k: (k != first, k))
+    return [f"{k} = {_num(metrics[k])}" for k in keys if isinstance(metrics[k], (int, float))]
+
+
+def run_summary(
+    results: str | Path,
+    *,
+    searched: Sequence[str] | None = None,
+    retrain: bool = True,
+    configfiles: Sequence[str] = (),
+) -> str | None:
+    """A few lines about the study in ``results`` (``results/<study>``), or None if it has no table yet.
+
+    ``searched`` names the parameters to show (default: all of best.yaml's); ``configfiles`` are the
+    ``--configfile`` arguments the report command needs to find the same study.
+    """
+    results = Path(results)
+    table_path, best_path = results / "trials.tsv", results / "best.yaml"
+    if not table_path.is_file() and not best_path.is_file():
+        return None
+    rows = read_table(table_path) if table_path.is_file() else []
+    best = read_yaml(best_path) if best_path.is_file() else None
+    lines = [f"snaketune: study {results.name} ({results}/)"]
+
+    def line(label: str, text: str) -> None:
+        lines.append(f"  {label:<12}{text}")
+
+    if best:
+        metric = best.get("metric", "objective")
+        epoch = f"; best epoch {best['best_epoch']}" if best.get("best_epoch") is not None else ""
+        line("best trial", f"{best['trial']}: {metric} = {_num(best.get('value'))} (validation{epoch})")
+        params = best.get("params") or {}
+        names = [n for n in (searched if searched is not None else params) if n in params]
+        shown = "  ".join(f"{n}={params[n]!r}" if isinstance(params[n], str) else f"{n}={_num(params[n])}" for n in names)
+        line("parameters", f"{shown or '(none searched)'}   (every parameter: {best_path})")
+        final_metrics = results / "final" / "metrics.json"
+        if not retrain:
+            line("test score", "not measured (final.retrain: false)")
+        elif final_metrics.is_file():
+            scores = _test_metrics(json.loads(final_metrics.read_text(encoding="utf-8")), metric)
+            line("test score", f"{', '.join(scores) or 'no test_ metrics reported'} (retrained on train+validation, tested once)")
+        else:
+            line("test score", "not yet: the final retrain has not run")
+    elif rows:
+        line("best trial", "none: every trial failed (see the error column of trials.tsv)")
+    if rows:
+        n_ok = sum(r.get("status") == "ok" for r in rows)
+        failed = f", {len(rows) - n_ok} failed (their reasons: the error column)" if n_ok < len(rows) else ", 0 failed"
+        line("trials", f"{len(rows)}: {n_ok} ok{failed} -> {table_path}")
+        best_log = rows[0].get("log") if rows[0].get("status") == "ok" else None
+        line("logs", f"{best_log or results / 'trials/<trial>/train.log'} (each trial's: the log column), {results}/logs/")
+    outputs = ["trials.tsv", "best.yaml"]
+    if retrain:
+        outputs += ["final/"]
+    outputs += ["report/ (plots)", "optuna.journal"]
+    line("outputs", f"{results}/: {', '.join(outputs)}")
+    extra = "".join(f" --configfile {shlex.quote(str(c))}" for c in configfiles)
+    line("report", f"snakemake --report {results}/report.html{extra}")
+    line("dashboard", f"optuna-dashboard {results}/optuna.journal   (pip install optuna-dashboard)")
+    return "\n".join(lines)
+
+
+def print_run_summary(results: str | Path, config: dict[str, Any], configfiles: Sequence[str] | None = None, file=None) -> None:
+    """The workflow's ``onsuccess`` handler (Snakemake calls it after a run, never after a dry run):
+    print the summary of the study in ``results`` that ``config`` describes. A summary that cannot
+    be made says why and does not turn a successful run into a failed one."""
+    from snaketune.space import SearchSpace
+
+    out = file or sys.stdout
+    try:
+        text = run_summary(
+            results,
+            searched=[p.name for p in SearchSpace.from_config(config["search_space"]).searched()],
+            retrain=bool(config["final"]["retrain"]),
+            configfiles=list(configfiles or []),
+        )
+    except Exception as e:  # noqa: BLE001 (the run itself succeeded)
+        text = f"snaketune: no summary ({type(e).__name__}: {e})"
+    if text:
+        print(f"\n{text}\n", file=out, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="summarise", description="Print the summary of a snaketune study.")
+    ap.add_argument("--results", required=True, help="the study's folder, results/<study>")
+    ap.add_argument("--searched", default=None, help="comma-separated names of the searched parameters to show")
+    ap.add_argument("--configfile", action="append", default=[], help="the --configfile the report command needs")
+    ap.add_argument("--no-retrain", action="store_true", help="the study has final.retrain: false")
+    args = ap.parse_args(argv)
+    searched = [n for n in args.searched.split(",") if n] if args.searched is not None else None
+    text = run_summary(args.results, searched=searched, retrain=not args.no_retrain, configfiles=args.configfile)
+    print("\n" + (text or f"snaketune: {args.results} has no trials.tsv yet"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
