@@ -54,13 +54,13 @@ def timed(cmd: list[str], cwd: Path) -> tuple[float, int]:
     return wall, int(proc.stderr.strip().splitlines()[-1]) // 1024
 
 
-def dag(n: int, root: Path) -> tuple[float, int]:
-    work = root / f"dag{n}"
+def dag(n: int, root: Path, per_job: int = 1) -> tuple[float, int]:
+    work = root / f"dag{n}-{per_job}"
     work.mkdir(exist_ok=True)
     cfg = {
         "study": "scale",
         "data": {"source": "synthetic"},
-        "search": {"method": "random", "n_trials": n},
+        "search": {"method": "random", "n_trials": n, "trials_per_job": per_job},
         "search_space": SPACE,
     }
     (work / "study.yaml").write_text(json.dumps(cfg))
@@ -158,16 +158,19 @@ def main() -> None:
     ap.add_argument("--dag", type=int, nargs="*", default=[1000, 10000])
     ap.add_argument("--collect", type=int, nargs="*", default=[1000, 10000])
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--per-job", type=int, default=1, help="search.trials_per_job for the DAG studies")
+    ap.add_argument("--no-trial", action="store_true", help="skip the trial-memory measurement")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         print("| what | N | median (s) | runs (s) | peak memory (MB) |")
         print("|---|---|---|---|---|")
         for n in args.dag:
-            runs = [dag(n, root) for _ in range(args.repeats if n <= 10000 else 1)]
+            runs = [dag(n, root, args.per_job) for _ in range(args.repeats if n <= 10000 else 1)]
             walls = [w for w, _ in runs]
+            what = "`snakemake -n` (DAG build)" + (f", trials_per_job {args.per_job}" if args.per_job > 1 else "")
             print(
-                f"| `snakemake -n` (DAG build) | {n:,} | {statistics.median(walls):.1f} | {', '.join(f'{w:.1f}' for w in walls)} | {max(m for _, m in runs)} |",
+                f"| {what} | {n:,} | {statistics.median(walls):.1f} | {', '.join(f'{w:.1f}' for w in walls)} | {max(m for _, m in runs)} |",
                 flush=True,
             )
         for n in args.collect:
@@ -180,7 +183,8 @@ def main() -> None:
         print(
             f"| propose a TPE round of 8 after 1,000 trials | 1,000 | {statistics.median(runs):.2f} | {', '.join(f'{r:.2f}' for r in runs)} | |"
         )
-        print(f"| one trial process (5x128 MLP, digits, 30 epochs) | 1 | | | {trial_memory(root)} |")
+        if not args.no_trial:
+            print(f"| one trial process (5x128 MLP, digits, 30 epochs) | 1 | | | {trial_memory(root)} |")
 
 
 if __name__ == "__main__":

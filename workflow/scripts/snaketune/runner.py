@@ -203,23 +203,30 @@ def run_pack(spec: dict[str, Any], **kw) -> dict[str, Any]:
     was killed redoes only its unfinished trials. The built-in trainer runs in this process.
     """
     summary = []
-    for run in spec["runs"]:
-        out = Path(run["trial_dir"])
-        done = out / "result.json"
-        if done.is_file() and run.get("params") is not None:
-            try:
-                previous = read_json(done)
-            except ValueError:
-                previous = {}
-            if previous.get("params") == run["params"] and previous.get("status") in ("ok", "failed"):
-                print(f"[snaketune] trial {run['trial']}: already done ({previous['status']})", flush=True)
-                summary.append({"trial": run["trial"], "status": previous["status"], "result": str(done)})
-                continue
-        out.mkdir(parents=True, exist_ok=True)
-        with _output_to(out / "train.log"):
-            result = run_trial(run, in_process=True, **kw)
-        print(f"[snaketune] trial {run['trial']}: {result['status']} ({result['seconds']:.1f} s)", flush=True)
-        summary.append({"trial": run["trial"], "status": result["status"], "result": str(done)})
+    # One GPU lease for the whole pack: CUDA fixes a process's devices when it first initialises,
+    # so every trial of the pack must run on the device the first one got.
+    device = kw.get("device", "auto")
+    with lease_gpu(f"pack-{spec['pack']}") if device != "cpu" else contextlib.nullcontext(None) as gpu:
+        if gpu is not None:
+            os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+            os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+        for run in spec["runs"]:
+            out = Path(run["trial_dir"])
+            done = out / "result.json"
+            if done.is_file():
+                try:
+                    previous = read_json(done)
+                except ValueError:
+                    previous = {}
+                if previous.get("params") == resolve_params(run)[0] and previous.get("status") in ("ok", "failed"):
+                    print(f"[snaketune] trial {run['trial']}: already done ({previous['status']})", flush=True)
+                    summary.append({"trial": run["trial"], "status": previous["status"], "result": str(done)})
+                    continue
+            out.mkdir(parents=True, exist_ok=True)
+            with _output_to(out / "train.log"):
+                result = run_trial(run, in_process=True, lease=False, **kw)
+            print(f"[snaketune] trial {run['trial']}: {result['status']} ({result['seconds']:.1f} s)", flush=True)
+            summary.append({"trial": run["trial"], "status": result["status"], "result": str(done)})
     record = {"pack": spec["pack"], "trials": summary}
     write_json(spec["pack_file"], record)
     return {"status": "ok", "stage": "search", **record}
@@ -241,8 +248,27 @@ def _terminate(proc: subprocess.Popen, grace: float = 10.0) -> None:
         proc.wait()
 
 
+def resolve_params(spec: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
+    """(parameters, budget) of a run: from the spec, or proposed at run time (a bayes round's
+    file), or the chosen trial's (best.yaml, for the final stage, with its best epoch as budget)."""
+    params, budget = spec.get("params"), spec.get("budget")
+    if params is None:
+        doc = read_yaml(spec["params_from"])
+        if spec.get("params_key"):
+            params = doc["trials"][spec["params_key"]]
+        else:
+            params = doc["params"]
+            budget = budget or doc.get("best_epoch") or params.get("epochs")
+    return params, budget
+
+
 def run_trial(
-    spec: dict[str, Any], threads: int = 1, timeout: float | None = None, device: str = "auto", in_process: bool = False
+    spec: dict[str, Any],
+    threads: int = 1,
+    timeout: float | None = None,
+    device: str = "auto",
+    in_process: bool = False,
+    lease: bool = True,
 ) -> dict[str, Any]:
     """Run one trial as ``spec`` describes and return (and write) its result record.
 
@@ -253,15 +279,7 @@ def run_trial(
     out.mkdir(parents=True, exist_ok=True)
     stage = spec.get("stage", "search")
     metric = spec["metric"]
-    params = spec.get("params")
-    budget = spec.get("budget")
-    if params is None:  # proposed at run time: a bayes round's file, or best.yaml for the final stage
-        doc = read_yaml(spec["params_from"])
-        if spec.get("params_key"):
-            params = doc["trials"][spec["params_key"]]
-        else:
-            params = doc["params"]
-            budget = budget or doc.get("best_epoch") or params.get("epochs")
+    params, budget = resolve_params(spec)
     params_path = out / "params.yaml"
     write_yaml(params_path, params)
     metrics_path = out / "metrics.json"
@@ -309,8 +327,8 @@ def run_trial(
     shown = "built-in trainer, in process" if in_process else cmd if isinstance(cmd, str) else shlex.join(cmd)
     print(f"[snaketune] trial {spec['trial']} ({stage}): {shown}", flush=True)
 
-    lease = lease_gpu(str(spec["trial"])) if device != "cpu" else contextlib.nullcontext(None)
-    with lease as gpu:  # held while the trainer runs; released on every exit path (the kernel drops it on a kill)
+    leasing = lease_gpu(str(spec["trial"])) if device != "cpu" and lease else contextlib.nullcontext(None)
+    with leasing as gpu:  # held while the trainer runs; released on every exit path (the kernel drops it on a kill)
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu
             env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # indices as nvidia-smi and SLURM number them
