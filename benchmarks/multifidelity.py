@@ -133,7 +133,7 @@ class Trainer:
             return {"status": "failed", "objective": None, "epochs_run": budget - start, "reason": str(e)}
         with (out / "history.csv").open() as f:
             history = [float(r["val_accuracy"]) for r in csv.DictReader(f)]
-        return {"status": "ok", "objective": m["val_accuracy"], "epochs_run": m["epochs_run"], "history": history}
+        return {"status": "ok", "objective": m["val_accuracy"], "epochs_run": m["epochs_this_run"], "history": history}
 
 
 def run_random(cfg: dict, trainer: Trainer) -> dict:
@@ -406,7 +406,7 @@ def verify_workflow(workdir: Path, n_samples: int) -> None:
     for f in sorted((study / "results" / "mf-verify" / "rungs").glob("b*/r*/s*.json")):
         r = json.loads(f.read_text())
         if r.get("status") == "ok":
-            theirs[(r["trial"], r["budget"])] = (r["objective"], r["metrics"]["epochs_run"])
+            theirs[(r["trial"], r["budget"])] = (r["objective"], r["metrics"]["epochs_this_run"])
     from snaketune.data import prepare
 
     prepare(cfg["data"], workdir / "prepared.npz")

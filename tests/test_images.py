@@ -323,7 +323,7 @@ def test_image_trials_are_deterministic_and_resume_exactly(tmp_path, prepared):
     first = run_trial(tmp_path, data, params, "first", seed=4, budget=2)
     assert first["epochs_run"] == 2
     rest = run_trial(tmp_path, data, params, "rest", seed=4, resume=tmp_path / "first" / "checkpoint.pt")
-    assert rest["epochs_run"] == 3
+    assert rest["epochs_this_run"] == 3 and rest["epochs_run"] == 5
     for key in ("val_loss", "val_accuracy", "train_loss", "best_epoch"):
         assert rest[key] == a[key], key
 

@@ -52,8 +52,8 @@ def test_resumed_trial_equals_uninterrupted(tmp_path, data, patience):
     first = train(part)
     assert first["epochs_run"] == 3 and (tmp_path / "part" / "checkpoint.pt").is_file()
     rest = train(settings(tmp_path, data, "rest", patience=patience, resume=tmp_path / "part" / "checkpoint.pt"))
-    assert rest["epochs_run"] == full["epochs_total"] - 3  # only the missing epochs were trained
-    for key in ("val_loss", "val_accuracy", "best_epoch", "epochs_total", "train_loss"):
+    assert rest["epochs_this_run"] == full["epochs_run"] - 3  # only the missing epochs were trained
+    for key in ("val_loss", "val_accuracy", "best_epoch", "epochs_run", "train_loss"):
         assert rest[key] == full[key], key
     assert without_seconds(tmp_path / "rest" / "history.csv") == without_seconds(tmp_path / "full" / "history.csv")
 

@@ -46,11 +46,11 @@ def test_successive_halving_trains_only_the_schedules_epochs(study):
     assert all(r["status"] == "ok" for r in records)
     # Promoted trials resume from their checkpoints: the epochs trained are the schedule's sum,
     # not a from-scratch retraining per rung (which would be 9*1 + 3*3 + 1*9 = 27).
-    assert sum(r["metrics"]["epochs_run"] for r in records) == schedule_epochs([successive_halving(9, 1, 9, 3)]) == 21
+    assert sum(r["metrics"]["epochs_this_run"] for r in records) == schedule_epochs([successive_halving(9, 1, 9, 3)]) == 21
     winner = next(r for r in records if r["rung"] == 2)
     log = (s.results / "rungs" / "b0" / "r2" / "s0.log").read_text()
     assert f"resumed from results/sh/trials/{winner['trial']}/rung-1/checkpoint.pt after epoch 3" in log
-    assert winner["metrics"]["epochs_total"] == 9
+    assert winner["metrics"]["epochs_run"] == 9
 
     table = s.table()
     assert len(table) == 9 and list(table["rung"][:1]) == [2] and list(table["budget"][:1]) == [9]

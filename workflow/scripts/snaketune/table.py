@@ -22,6 +22,9 @@ STRUCTURE_COLUMNS = ["objective_std", "folds", "round", "bracket", "rung", "budg
 LAST_COLUMNS = ["seconds", "error", "log"]
 # Metrics a trainer reports that are about the run rather than the score.
 RUN_COLUMNS = ["best_epoch", "epochs_run", "train_seconds", "n_parameters", "device"]
+# Accounting of one attempt (a resumed trial trains fewer epochs in its last attempt): kept in the
+# trial's metrics.json, left out of the table, which must not depend on interruptions.
+PER_ATTEMPT = {"epochs_this_run"}
 
 
 class NoSuccessfulTrial(RuntimeError):
@@ -146,7 +149,7 @@ def collect(result_files: Sequence[str | Path], param_names: Sequence[str], metr
         for p in param_names:
             row[p] = r.get("params", {}).get(p)
         for k, v in (r.get("metrics") or {}).items():
-            if k not in row and not isinstance(v, (dict, list)):
+            if k not in row and k not in PER_ATTEMPT and not isinstance(v, (dict, list)):
                 row[k] = v
                 if k not in metric_names:
                     metric_names.append(k)

@@ -401,8 +401,8 @@ def train(settings: TrialSettings) -> dict:
         f"{prefix}_accuracy": final_acc,
         f"{prefix}_loss": final_loss,
         "best_epoch": best_epoch if metric else len(history),
-        "epochs_run": sum(1 for r in history if r["epoch"] >= start_epoch),
-        "epochs_total": len(history),
+        "epochs_run": len(history),  # epochs the trial has trained, resumed runs included
+        "epochs_this_run": sum(1 for r in history if r["epoch"] >= start_epoch),
         "train_seconds": round(seconds, 4),
         "n_parameters": n_parameters(model),
         "device": str(device),
