@@ -121,3 +121,13 @@ def test_trials_from_a_different_space_are_ignored():
 
     study = build_study(SPACE, "minimize", history, optuna.samplers.RandomSampler(seed=0))
     assert len(study.trials) == 0  # missing parameters, and x=9 lies outside [-5, 5]
+
+
+def test_cross_validated_trials_are_one_observation_each():
+    from snaketune.bayes import observations
+
+    def fold(trial, f, value, status="ok"):
+        return {"trial": trial, "fold": f, "folds": 2, "status": status, "objective": value, "params": {"x": 1.0}, "metrics": {}}
+
+    obs = observations([fold("b0-0", 0, 0.6), fold("b0-0", 1, 0.8), fold("b0-1", 0, 0.5), fold("b0-1", 1, None, "failed")])
+    assert [(o.trial, o.value) for o in obs] == [("b0-0", pytest.approx(0.7)), ("b0-1", None)]

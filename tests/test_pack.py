@@ -62,3 +62,16 @@ def test_custom_trainers_in_a_pack_keep_their_own_processes_and_failures(tmp_pat
     table = s.table().set_index("x")
     assert table.loc[2, "status"] == "failed" and "SIGABRT" in table.loc[2, "error"]
     assert table.loc[5, "status"] == "ok" and table["pid"].dropna().nunique() == 4  # one process per trial
+
+
+def test_bayesian_rounds_see_the_packed_trials(tmp_path):
+    cfg = tiny_config(
+        study="bopack",
+        search={"method": "bayes", "n_trials": 6, "n_startup": 3, "batch": 3, "trials_per_job": 3},
+        search_space={"lr": {"type": "float", "low": 0.003, "high": 0.3, "log": True}, "hidden_units": 16, "epochs": 2},
+        final={"retrain": False},
+    )
+    s = Study(tmp_path, cfg)
+    s.run()
+    assert "from 3 earlier (0 failed)" in (s.results / "logs" / "propose" / "round-1.log").read_text()
+    assert len(s.table()) == 6

@@ -5,8 +5,9 @@ import time
 import warnings
 
 from snaketune.bayes import bayes_trial_id, observations, propose_round
-from snaketune.files import read_json, write_yaml
+from snaketune.files import write_yaml
 from snaketune.space import SearchSpace
+from snaketune.table import iter_results
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 r = int(sm.wildcards.round)
@@ -16,7 +17,9 @@ with open(sm.log[0], "w") as log:
     logging.basicConfig(stream=log, level=logging.WARNING)
     warnings.simplefilter("default")
     t0 = time.perf_counter()
-    history = observations([read_json(f) for f in sm.input.results], min_count=search["n_startup"])
+    # Every run's record (packs of search.trials_per_job expanded to their trials' results).
+    runs = [record for _, record in iter_results(sm.input.results)]
+    history = observations(runs, min_count=search["n_startup"])
     proposals = propose_round(
         SearchSpace.from_config(sm.params.search_space),
         r,

@@ -194,13 +194,18 @@ def natural_key(trial_id: str) -> tuple:
 def observations(results: Sequence[Mapping[str, Any]], min_count: int = 1) -> list[Observation]:
     """Turn result records into sampler observations.
 
-    With a multi-fidelity schedule a trial has one record per rung, each at its own budget. As in
+    With cross-validation the folds of a trial become one observation (their mean). With a
+    multi-fidelity schedule a trial has one record per rung, each at its own budget. As in
     BOHB, the model is fitted on the largest budget that has at least ``min_count`` successful
     results (else on the budget with the most), so scores of different budgets are never mixed.
     """
     results = [r for r in results if r.get("status") in ("ok", "failed") and r.get("trial")]
     budgets = sorted({r["budget"] for r in results if r.get("budget") is not None})
-    if budgets:
+    if not budgets:  # one observation per trial: cross-validation folds become their mean
+        from snaketune.table import combine_records
+
+        results = combine_records(results)
+    else:
         ok_at = {b: sum(1 for r in results if r.get("budget") == b and r["status"] == "ok") for b in budgets}
         enough = [b for b in budgets if ok_at[b] >= min_count]
         chosen = max(enough) if enough else max(budgets, key=lambda b: (ok_at[b], b))

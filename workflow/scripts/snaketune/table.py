@@ -68,24 +68,30 @@ def tiebreak_metric(metric: str) -> str | None:
     return None
 
 
-def _read_results(files: Sequence[str | Path]):
-    """Result records; a pack's record (search.trials_per_job) stands for its trials' results."""
+def iter_results(files: Sequence[str | Path]):
+    """(path, record) of every run's result; a pack's record (search.trials_per_job) stands for
+    its trials' own result files."""
     for f in files:
         r = read_json(f)
         if "pack" in r:
             for t in r["trials"]:
-                yield read_json(t["result"])
+                yield Path(t["result"]), read_json(t["result"])
         else:
-            yield r
+            yield Path(f), r
 
 
 def load_records(result_files: Sequence[str | Path]) -> list[dict[str, Any]]:
     """One record per trial: its result.json; with a schedule the record of the highest rung it
     reached (empty slots skipped); with cross-validation its folds combined (see combine_folds).
     Trials keep the order in which they first appear."""
+    return combine_records(r for _, r in iter_results(result_files))
+
+
+def combine_records(results: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """load_records on records already read."""
     by_trial: dict[str, dict[str, Any]] = {}
     folds: dict[str, list[dict[str, Any]]] = {}
-    for r in _read_results(result_files):
+    for r in results:
         if r.get("status") == "skipped" or not r.get("trial"):
             continue
         if r.get("folds", 1) > 1:

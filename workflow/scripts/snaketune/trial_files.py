@@ -12,8 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from snaketune.files import read_json
-from snaketune.table import load_records, sort_key, tiebreak_metric
+from snaketune.table import combine_records, iter_results, sort_key, tiebreak_metric
 
 
 def records_in_completion_order(result_files: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
@@ -23,16 +22,12 @@ def records_in_completion_order(result_files: Sequence[str | os.PathLike]) -> li
     the time is kept as ``finished`` (seconds since the epoch). Bayesian rounds stay in order.
     """
     finished: dict[str, float] = {}
-    for f in result_files:
-        record = read_json(f)
-        # A pack's record (search.trials_per_job) lists its trials' own result files.
-        written = (
-            [(t.get("trial"), t.get("result")) for t in record["trials"]] if "pack" in record else [(record.get("trial"), f)]
-        )
-        for trial, path in written:
-            if trial and path and os.path.exists(path):
-                finished[trial] = max(finished.get(trial, 0.0), os.stat(path).st_mtime)
-    records = load_records(result_files)
+    results = list(iter_results(result_files))  # each file read once, packs expanded
+    for path, record in results:
+        trial = record.get("trial")
+        if trial:
+            finished[trial] = max(finished.get(trial, 0.0), os.stat(path).st_mtime)
+    records = combine_records(r for _, r in results)
     for r in records:
         r["finished"] = finished.get(r["trial"], 0.0)
     # Bayesian round r is proposed after every trial of earlier rounds finished: keep that order
