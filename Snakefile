@@ -45,6 +45,12 @@ rule all:
         final_targets(),
 
 
+# Snakemake 9 can deadlock on a SIGTERM that lands while it post-processes a finished job
+# (SLURM sends one to a cancelled or timed-out head job): its handler runs on a thread instead.
+onstart:
+    defer_sigterm_handler()
+
+
 # The end of a successful run (not a dry run) prints the study's summary.
 onsuccess:
     print_run_summary(RESULTS, config, workflow.overwrite_configfiles)

@@ -37,3 +37,34 @@ def test_kill_and_rerun_gives_the_uninterrupted_table(tmp_path):
     for b in best:
         del b["metrics"]["train_seconds"]
     assert best[0] == best[1]
+
+
+def test_a_sigterm_while_the_main_thread_holds_the_lock_its_handler_needs_does_not_hang():
+    """Snakemake's SIGTERM handler takes a lock its main loop may hold at that moment; deferred to
+    a thread, it waits for the lock instead of deadlocking (snaketune.shutdown, the onstart hook)."""
+    import os
+    import signal
+    import threading
+
+    from snaketune.shutdown import defer_sigterm_handler
+
+    lock, stopped, deadlocked = threading.Lock(), threading.Event(), threading.Event()
+
+    def snakemake_like_handler(signum, frame):
+        if not lock.acquire(timeout=2):  # Snakemake's waits forever; this test gives up instead
+            deadlocked.set()
+            return
+        stopped.set()
+        lock.release()
+
+    old = signal.signal(signal.SIGTERM, snakemake_like_handler)
+    try:
+        assert defer_sigterm_handler()
+        assert not defer_sigterm_handler(), "wrapping twice would add a thread per signal"
+        with lock:  # the main loop, post-processing a finished job
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert not stopped.wait(0.2), "the handler must wait for the lock, not take it"
+        assert stopped.wait(5), "the handler runs once the lock is free"
+        assert not deadlocked.is_set()
+    finally:
+        signal.signal(signal.SIGTERM, old)

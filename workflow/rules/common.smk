@@ -9,6 +9,7 @@ from snakemake.utils import validate
 SCRIPTS_DIR = Path(workflow.current_basedir).parent / "scripts"
 sys.path.insert(0, str(SCRIPTS_DIR))
 import snaketune  # noqa: E402  (the library; no Snakemake imports inside)
+from snaketune.shutdown import defer_sigterm_handler  # noqa: E402  (onstart)
 
 
 def resolved_config(raw):
