@@ -50,6 +50,14 @@ def test_tiny_grid_end_to_end(study):
     model = torch.load(s.results / "final" / "model.pt", weights_only=True)
     assert model["hparams"]["n_layers"] == best["params"]["n_layers"]
 
+    # trials.json: the same trials as typed records, in completion order, for the later jobs.
+    records = json.loads((s.results / "trials.json").read_text())
+    assert sorted(r["trial"] for r in records) == sorted(table["trial"])
+    finished = [r["finished"] for r in records]
+    assert finished == sorted(finished)
+    chosen = next(r for r in records if r["trial"] == best["trial"])
+    assert chosen["params"] == best["params"] and chosen["objective"] == best["value"]
+
     # Every job has a log and a benchmark.
     tid = table["trial"][0]
     assert "epoch    1" in (s.results / "trials" / tid / "train.log").read_text()

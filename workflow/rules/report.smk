@@ -10,7 +10,7 @@ CONFUSION_MATRIX = config["final"]["retrain"] and BUILTIN_TRAINER
 rule plot_study:
     input:
         table=f"{RESULTS}/trials.tsv",
-        results=study_results,
+        records=f"{RESULTS}/trials.json",
         final=f"{RESULTS}/final/metrics.json" if config["final"]["retrain"] else [],
     output:
         history=report(
@@ -97,7 +97,7 @@ rule plot_confusion_matrix:
 rule export_optuna:
     input:
         table=f"{RESULTS}/trials.tsv",
-        results=study_results,
+        records=f"{RESULTS}/trials.json",
     output:
         journal=f"{RESULTS}/optuna.journal",
     log:

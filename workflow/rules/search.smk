@@ -24,7 +24,8 @@ rule propose:
 # {run} is a trial id, or <trial>/fold-<k> with cross-validation (one job per trial and fold).
 rule train_trial:
     input:
-        unpack(trial_inputs),
+        data=DATA_FILE,
+        proposals=TRIAL_PROPOSALS,
     output:
         result=f"{TRIALS_DIR}/{{run}}/result.json",
     log:
@@ -76,6 +77,7 @@ rule collect:
         results=study_results,
     output:
         table=f"{RESULTS}/trials.tsv",
+        records=f"{RESULTS}/trials.json",
     log:
         f"{RESULTS}/logs/collect.log",
     benchmark:

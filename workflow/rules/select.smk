@@ -4,7 +4,7 @@
 rule select_best:
     input:
         table=f"{RESULTS}/trials.tsv",
-        results=study_results,
+        records=f"{RESULTS}/trials.json",
     output:
         best=f"{RESULTS}/best.yaml",
     log:

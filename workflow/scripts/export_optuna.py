@@ -3,12 +3,12 @@
 from pathlib import Path
 
 from snaketune.export import write_journal
+from snaketune.files import read_json
 from snaketune.space import SearchSpace
-from snaketune.trial_files import records_in_completion_order
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 trials_dir = Path(sm.input.table).parent / "trials"  # results/<study>/trials/<trial>/history.csv
-records = records_in_completion_order(sm.input.results)
+records = read_json(sm.input.records)  # trials.json: every trial, in completion order
 write_journal(
     sm.output.journal,
     records,

@@ -5,15 +5,15 @@ import traceback
 from pathlib import Path
 
 from snaketune import plots
+from snaketune.files import read_json
 from snaketune.space import SearchSpace
-from snaketune.trial_files import records_in_completion_order
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 trials_dir = Path(sm.input.table).parent / "trials"  # results/<study>/trials/<trial>/history.csv
 final_dir = Path(sm.input.final).parent if sm.input.final else None  # results/<study>/final/history.csv
 kw = {"metric": sm.params.metric, "direction": sm.params.direction}
 space = SearchSpace.from_config(sm.params.search_space)
-records = records_in_completion_order(sm.input.results)
+records = read_json(sm.input.records)  # trials.json: every trial, in completion order
 figures = {
     "history": lambda out: plots.plot_optimisation_history(out, records, study=sm.params.study, **kw),
     "parallel": lambda out: plots.plot_parallel_coordinates(out, records, space, **kw),

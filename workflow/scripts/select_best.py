@@ -2,8 +2,8 @@
 
 import sys
 
-from snaketune.files import write_yaml
-from snaketune.table import NoSuccessfulTrial, load_records, read_table, select_best
+from snaketune.files import read_json, write_yaml
+from snaketune.table import NoSuccessfulTrial, read_table, select_best
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 rows = read_table(sm.input.table)
@@ -14,8 +14,8 @@ with open(sm.log[0], "w") as log:
         print(e, file=log)
         print(f"\nsnaketune: {e}\n", file=sys.stderr)
         sys.exit(1)
-    # The table holds text; the trial's own record holds the typed parameters.
-    result = next(r for r in load_records(sm.input.results) if r["trial"] == best["trial"])
+    # The table holds text; the trial's record (trials.json) holds the typed parameters.
+    result = next(r for r in read_json(sm.input.records) if r["trial"] == best["trial"])
     metrics = result["metrics"]
     doc = {
         "study": sm.params.study,

@@ -145,9 +145,17 @@ def combine_folds(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 def collect(result_files: Sequence[str | Path], param_names: Sequence[str], metric: str, direction: str) -> list[dict[str, Any]]:
     """Read every result record and return the table rows (one per trial), best first."""
+    return table_rows(load_records(result_files), param_names, metric, direction)
+
+
+def table_rows(
+    records: Iterable[Mapping[str, Any]], param_names: Sequence[str], metric: str, direction: str
+) -> list[dict[str, Any]]:
+    """The table rows of records (one per trial, as load_records gives them), best first; equal
+    objectives keep the records' order."""
     rows = []
     metric_names: list[str] = []
-    for r in load_records(result_files):
+    for r in records:
         row: dict[str, Any] = {"trial": r["trial"], "status": r["status"], "objective": r.get("objective")}
         for k in STRUCTURE_COLUMNS:
             if r.get(k) is not None and not (k == "folds" and r[k] == 1):

@@ -21,15 +21,21 @@ def records_in_completion_order(result_files: Sequence[str | os.PathLike]) -> li
     A trial finished when its last result file was written (its last fold, or its highest rung);
     the time is kept as ``finished`` (seconds since the epoch). Bayesian rounds stay in order.
     """
-    finished: dict[str, float] = {}
     results = list(iter_results(result_files))  # each file read once, packs expanded
+    return in_completion_order(results, combine_records(r for _, r in results))
+
+
+def in_completion_order(
+    results: Sequence[tuple[os.PathLike, Mapping[str, Any]]], records: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """``records`` (combined from ``results``, the (path, record) pairs of ``iter_results``),
+    each with its ``finished`` time, in completion order."""
+    finished: dict[str, float] = {}
     for path, record in results:
         trial = record.get("trial")
         if trial:
             finished[trial] = max(finished.get(trial, 0.0), os.stat(path).st_mtime)
-    records = combine_records(r for _, r in results)
-    for r in records:
-        r["finished"] = finished.get(r["trial"], 0.0)
+    records = [{**r, "finished": finished.get(r["trial"], 0.0)} for r in records]
     # Bayesian round r is proposed after every trial of earlier rounds finished: keep that order
     # even on a file system with coarse time stamps.
     return sorted(records, key=lambda r: (r.get("round") or 0, r["finished"]))
