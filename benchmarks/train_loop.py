@@ -83,6 +83,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--datasets", nargs="*", default=["digits", "mnist1d"])
+    ap.add_argument("--layers", nargs="*", type=int, default=[1, 3, 5])
     args = ap.parse_args()
     torch.set_num_threads(1)
     print("| data | layers | batch | DataLoader (samples/s) | snaketune (samples/s) | ratio | val acc DataLoader / snaketune |")
@@ -93,7 +94,7 @@ def main() -> None:
             data = root / f"{source}.npz"
             prepare({"source": source, "n_samples": None, "val_fraction": 0.2, "test_fraction": 0.2, "seed": 0}, data)
             n_train = int(load_prepared(data).rows("search")[0].sum())
-            for layers in (1, 3, 5):
+            for layers in args.layers:
                 for batch in (32, 64, 128):
                     hp = HParams(n_layers=layers, hidden_units=128, batch_size=batch, epochs=args.epochs, lr=1e-3)
                     dl, ours, acc = [], [], None

@@ -83,7 +83,7 @@ def trainer_env(tmp_path, data, name, **extra):
 
 def test_sigterm_keeps_the_checkpoint_and_a_rerun_resumes(tmp_path, data):
     params = dict(PARAMS, epochs=400, hidden_units=128)
-    s, env = trainer_env(tmp_path, data, "job")
+    s, env = trainer_env(tmp_path, data, "job", SNAKETUNE_CHECKPOINT_EVERY="0")  # after every epoch
     (s.out / "params.yaml").write_text(yaml.safe_dump(params))
     proc = subprocess.Popen(
         [sys.executable, "-m", "snaketune.train"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -156,3 +156,28 @@ def test_runner_resumes_from_its_own_checkpoint_first(tmp_path):
     assert not (out / "checkpoint.pt").exists()  # a finished trial drops its checkpoint ...
     spec["keep_checkpoint"] = True
     assert run_trial(spec)["metrics"]["resume"] == str(prev)  # ... and then the named one is used
+
+
+def test_short_epochs_are_checkpointed_at_most_once_per_interval_and_after_the_last(tmp_path, data, monkeypatch):
+    """Saving a checkpoint costs milliseconds: after every 10 ms epoch that would be a quarter of
+    the training; with checkpoint_every the checkpoints of short epochs are spaced out."""
+    import snaketune.train as trainer
+
+    saved, real = [], trainer.save_checkpoint
+    monkeypatch.setattr(trainer, "save_checkpoint", lambda path, state: (saved.append(state["epoch"]), real(path, state)))
+    train(settings(tmp_path, data, "every", checkpoint_every=0, budget=6))
+    assert saved == [1, 2, 3, 4, 5, 6]
+    saved.clear()
+    train(settings(tmp_path, data, "spaced", checkpoint_every=3600, budget=6))
+    assert saved == [6], "only the last epoch (a promoted multi-fidelity trial resumes from it)"
+    saved.clear()
+    early = train(settings(tmp_path, data, "early", checkpoint_every=3600, patience=1, params=dict(PARAMS, lr=1.0)))
+    assert saved == [early["epochs_run"]] and early["epochs_run"] < 8, "an early stop is a last epoch too"
+
+
+def test_a_malformed_checkpoint_interval_names_the_variable():
+    from snaketune.errors import ConfigError
+
+    env = {"SNAKETUNE_PARAMS": "p", "SNAKETUNE_OUT": "o", "SNAKETUNE_DATA": "d", "SNAKETUNE_CHECKPOINT_EVERY": "soon"}
+    with pytest.raises(ConfigError, match="SNAKETUNE_CHECKPOINT_EVERY='soon' is not a valid float"):
+        TrialSettings.from_env(env)
