@@ -192,3 +192,23 @@ def test_default_study_reaches_95_percent_on_digits(tmp_path):
     assert len(table) == 27 and (table["status"] == "ok").all()
     final = json.loads((s.results / "final" / "metrics.json").read_text())
     assert final["test_accuracy"] >= 0.95
+
+
+def test_a_moved_checkout_retrains_nothing(tmp_path):
+    """A fresh clone or another mount point of the workflow must not rerun finished trials: no
+    path of the checkout may reach a rerun trigger (params, shell command)."""
+    from conftest import Study
+
+    checkouts = []
+    for name in ("first", "second"):
+        root = tmp_path / name
+        root.mkdir()
+        shutil.copy(REPO / "Snakefile", root)
+        for folder in ("workflow", "config", "profiles", "envs"):
+            shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
+        checkouts.append(root / "Snakefile")
+    (tmp_path / "work").mkdir()
+    s = Study(tmp_path / "work", tiny_config())
+    s.run("--snakefile", str(checkouts[0]))
+    again = s.run("--snakefile", str(checkouts[1]), "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]

@@ -37,7 +37,11 @@ STUDY = config["study"]
 RESULTS = f"results/{STUDY}"
 TRIALS_DIR = f"{RESULTS}/trials"
 DATA_FILE = f"{RESULTS}/data/prepared.npz"
+# The training rules get these paths as resources, not params: params (and the shell command) are
+# rerun triggers, and a path there would retrain every finished trial once the checkout moves
+# (a fresh clone, another mount point on the cluster).
 RUN_TRIAL = str(SCRIPTS_DIR / "run_trial.py")
+SUMMARISE = str(SCRIPTS_DIR / "summarise.py")
 SCHEDULE = config["search"]["schedule"]
 if SCHEDULE == "none":
     BRACKETS = []

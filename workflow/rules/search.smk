@@ -38,12 +38,12 @@ rule train_trial:
     resources:
         gpu=1,
         trial_timeout_s=TRAINER_TIMEOUT_S,
+        runner=RUN_TRIAL,
     params:
         spec=trial_spec,
-        runner=RUN_TRIAL,
         device=TRAINER_DEVICE,
     shell:
-        "python {params.runner:q} --spec {params.spec:q} --threads {threads} "
+        "python {resources.runner:q} --spec {params.spec:q} --threads {threads} "
         "--timeout {resources.trial_timeout_s} --device {params.device} > {log:q} 2>&1"
 
 
@@ -63,12 +63,12 @@ rule train_pack:
     resources:
         gpu=1,
         trial_timeout_s=TRAINER_TIMEOUT_S,
+        runner=RUN_TRIAL,
     params:
         spec=pack_spec,
-        runner=RUN_TRIAL,
         device=TRAINER_DEVICE,
     shell:
-        "python {params.runner:q} --spec {params.spec:q} --threads {threads} "
+        "python {resources.runner:q} --spec {params.spec:q} --threads {threads} "
         "--timeout {resources.trial_timeout_s} --device {params.device} > {log:q} 2>&1"
 
 

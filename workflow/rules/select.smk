@@ -37,14 +37,14 @@ rule retrain_best:
     resources:
         gpu=1,
         trial_timeout_s=TRAINER_TIMEOUT_S,
+        runner=RUN_TRIAL,
+        summarise=SUMMARISE,
     params:
         spec=final_spec,
-        runner=RUN_TRIAL,
         device=TRAINER_DEVICE,
-        summarise=str(SCRIPTS_DIR / "summarise.py"),
         results=lambda wildcards, input: Path(input.best).parent,
     shell:
         # The study's summary ends the log; a summary that cannot be written never fails the job.
-        "python {params.runner:q} --spec {params.spec:q} --threads {threads} "
+        "python {resources.runner:q} --spec {params.spec:q} --threads {threads} "
         "--timeout {resources.trial_timeout_s} --device {params.device} > {log:q} 2>&1 && "
-        "{{ python {params.summarise:q} --results {params.results:q} >> {log:q} 2>&1 || true; }}"
+        "{{ python {resources.summarise:q} --results {params.results:q} >> {log:q} 2>&1 || true; }}"
