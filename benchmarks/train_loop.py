@@ -9,8 +9,9 @@ units x batch 32, 64, 128), both loops train the same network (same initial weig
 * DataLoader: TensorDataset + DataLoader(shuffle=True), torch.optim.Adam, `loss.item()` per batch
   (the loop most tutorials write);
 * snaketune: `snaketune.train.train` itself (data resident as tensors, batches from one
-  permutation, fused foreach Adam, one host sync per epoch, inference_mode evaluation), with its
-  per-epoch checkpoint switched off so both do the same work.
+  permutation, fused Adam, one host sync per epoch, inference_mode evaluation, subnormals flushed
+  to zero), with its checkpoints switched off so both do the same work;
+* the DataLoader loop once more with subnormals flushed to zero, to show what that alone is worth.
 
 One thread per process (what a trial uses). Prints samples/s (training examples per second,
 median of the repeats), the ratio, and the final validation accuracy of both.
@@ -38,9 +39,12 @@ from snaketune.model import build_model  # noqa: E402
 from snaketune.train import TrialSettings, standardise, train  # noqa: E402
 
 
-def dataloader_loop(data: Path, hp: HParams, seed: int) -> tuple[float, float]:
-    """(seconds, final val accuracy) of the textbook loop."""
+def dataloader_loop(data: Path, hp: HParams, seed: int, flush_denormal: bool = False) -> tuple[float, float]:
+    """(seconds, final val accuracy) of the textbook loop (optionally with subnormals flushed to
+    zero, as snaketune's loop does, to show what that alone is worth)."""
     from torch.utils.data import DataLoader, TensorDataset
+
+    torch.set_flush_denormal(flush_denormal)
 
     p = load_prepared(data)
     tr, ev = p.rows("search")
@@ -86,8 +90,11 @@ def main() -> None:
     ap.add_argument("--layers", nargs="*", type=int, default=[1, 3, 5])
     args = ap.parse_args()
     torch.set_num_threads(1)
-    print("| data | layers | batch | DataLoader (samples/s) | snaketune (samples/s) | ratio | val acc DataLoader / snaketune |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| data | layers | batch | DataLoader (samples/s) | snaketune (samples/s) | ratio | val acc DataLoader / snaketune "
+        "| DataLoader + flushed subnormals (samples/s) | ratio to that |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for source in args.datasets:
@@ -97,10 +104,12 @@ def main() -> None:
             for layers in args.layers:
                 for batch in (32, 64, 128):
                     hp = HParams(n_layers=layers, hidden_units=128, batch_size=batch, epochs=args.epochs, lr=1e-3)
-                    dl, ours, acc = [], [], None
+                    dl, dl_flushed, ours, acc = [], [], [], None
                     for rep in range(args.repeats):
                         t, a_dl = dataloader_loop(data, hp, seed=rep)
                         dl.append(n_train * args.epochs / t)
+                        t, _ = dataloader_loop(data, hp, seed=rep, flush_denormal=True)
+                        dl_flushed.append(n_train * args.epochs / t)
                         work = root / f"{source}-{layers}-{batch}-{rep}"
                         work.mkdir()
                         sys.stdout = open("/dev/null", "w")  # the trainer prints one line per epoch
@@ -110,9 +119,10 @@ def main() -> None:
                             sys.stdout = sys.__stdout__
                         ours.append(n_train * args.epochs / t)
                         acc = (a_dl, a_ours)
-                    md, mo = statistics.median(dl), statistics.median(ours)
+                    md, mf, mo = statistics.median(dl), statistics.median(dl_flushed), statistics.median(ours)
                     print(
-                        f"| {source} | {layers} | {batch} | {md:,.0f} | {mo:,.0f} | {mo / md:.2f}x | {acc[0]:.3f} / {acc[1]:.3f} |",
+                        f"| {source} | {layers} | {batch} | {md:,.0f} | {mo:,.0f} | {mo / md:.2f}x | {acc[0]:.3f} / {acc[1]:.3f} "
+                        f"| {mf:,.0f} | {mo / mf:.2f}x |",
                         flush=True,
                     )
 
