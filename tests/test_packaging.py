@@ -45,6 +45,12 @@ def test_conda_env_lists_every_dependency_with_the_same_range():
         assert str(spec) == str(conda[name]), f"{name}: pyproject {spec} vs conda {conda[name]}"
 
 
+def test_the_report_works_without_the_test_extra():
+    # `snakemake --report` refuses to run without pygments; pytest pulls it into test installs,
+    # so only the README's plain install would lack it (it did once).
+    assert "pygments" in pyproject_requirements()
+
+
 def test_python_versions_agree():
     data = tomllib.loads((REPO / "pyproject.toml").read_text())
     requires = SpecifierSet(data["project"]["requires-python"])
