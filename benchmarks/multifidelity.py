@@ -297,6 +297,18 @@ def report(path: Path) -> None:
         for k, v in kv.items():
             rows.setdefault(label, {}).setdefault(k, []).append(v)
 
+    def add_curve(label: str, curve, full: int, total_random: int, target: float, target_best: float) -> None:
+        """One method's row for one seed: best value, epochs spent, and epochs to reach the targets."""
+        add(
+            label,
+            best=curve[-1][1],
+            epochs=curve[-1][0],
+            frac=curve[-1][0] / total_random,
+            reach=epochs_to_reach(curve, target),
+            reach_best=epochs_to_reach(curve, target_best),
+            full=full,
+        )
+
     per_seed_lines = []
     for s in seeds:
         rnd = runs[("random", s)]
@@ -311,31 +323,14 @@ def report(path: Path) -> None:
             "early": f"random, {N} configs, early stopping (patience 5, the default)",
         }
         for k, label in labels.items():
-            c = curves[k]
-            add(
-                label,
-                best=c[-1][1],
-                epochs=c[-1][0],
-                frac=c[-1][0] / total_random,
-                reach=epochs_to_reach(c, target),
-                reach_best=epochs_to_reach(c, target_best),
-                full=N,
-            )
+            add_curve(label, curves[k], N, total_random, target, target_best)
         for method in METHODS[1:]:
             run = runs.get((method, s))
             if run is None:
                 continue
             c = schedule_anytime(run["events"], R)
             full = sum(1 for r in run["trials"] if r["budget"] == R and r["status"] == "ok")
-            add(
-                method,
-                best=c[-1][1],
-                epochs=c[-1][0],
-                frac=c[-1][0] / total_random,
-                reach=epochs_to_reach(c, target),
-                reach_best=epochs_to_reach(c, target_best),
-                full=full,
-            )
+            add_curve(method, c, full, total_random, target, target_best)
             if method != "bohb":
                 eq, n = check_resume(run, rnd)
                 add(method, resume=f"{eq}/{n}")
