@@ -51,6 +51,12 @@ onstart:
     defer_sigterm_handler()
 
 
-# The end of a successful run (not a dry run) prints the study's summary.
+# The end of a successful run (not a dry run) prints the study's summary. Both ends let the
+# process exit at once instead of waiting out Snakemake's last one-second rate-limit timer.
 onsuccess:
     print_run_summary(RESULTS, config, workflow.overwrite_configfiles)
+    release_scheduler_timers()
+
+
+onerror:
+    release_scheduler_timers()

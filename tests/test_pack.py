@@ -1,5 +1,6 @@
 """search.trials_per_job: several trials per job, same results, each trial its own files; a killed pack redoes only what was unfinished."""
 
+import json
 import sys
 
 import pandas as pd
@@ -24,6 +25,12 @@ def test_packed_study_gives_the_same_table_as_one_job_per_trial(tmp_path):
     assert job_count(packed.run("-n").stdout, "train_pack") == 3  # 8 trials, 3 per job
     single.run()
     packed.run()
+    # Trials are dealt to the packs in turn, so no pack gets all of a grid's costly corner.
+    from snaketune import plan_trials, resolve_config
+
+    ids = [t.id for t in plan_trials(resolve_config(config(3)))]
+    packs = [json.loads((packed.results / "packs" / f"pack-{p}.json").read_text()) for p in range(3)]
+    assert [[t["trial"] for t in p["trials"]] for p in packs] == [ids[0::3], ids[1::3], ids[2::3]]
     pd.testing.assert_frame_equal(single.table().drop(columns=TIMING), packed.table().drop(columns=TIMING))
     for tid in packed.table()["trial"]:
         folder = packed.results / "trials" / tid

@@ -68,3 +68,28 @@ def test_a_sigterm_while_the_main_thread_holds_the_lock_its_handler_needs_does_n
         assert not deadlocked.is_set()
     finally:
         signal.signal(signal.SIGTERM, old)
+
+
+def test_snakemakes_rate_limit_timers_do_not_hold_the_finished_process():
+    """Snakemake re-arms a one-second, non-daemon timer after each scheduling pass; Python waits for
+    it at exit. The end hooks cancel Snakemake's timers (and only Snakemake's)."""
+    import threading
+
+    from snaketune.shutdown import release_scheduler_timers
+
+    def reevaluate():  # what Snakemake's scheduler hands its timer
+        pass
+
+    reevaluate.__module__ = "snakemake.scheduling.job_scheduler"
+    fired = threading.Event()
+    theirs, ours = threading.Timer(60, reevaluate), threading.Timer(0.3, fired.set)
+    theirs.start()
+    ours.start()
+    try:
+        assert release_scheduler_timers() == 1
+        theirs.join(5)
+        assert not theirs.is_alive(), "the cancelled timer's thread ends at once"
+        assert fired.wait(5), "a timer that is not Snakemake's still fires"
+    finally:
+        theirs.cancel()
+        ours.cancel()

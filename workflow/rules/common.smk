@@ -9,7 +9,9 @@ from snakemake.utils import validate
 SCRIPTS_DIR = Path(workflow.current_basedir).parent / "scripts"
 sys.path.insert(0, str(SCRIPTS_DIR))
 import snaketune  # noqa: E402  (the library; no Snakemake imports inside)
-from snaketune.shutdown import defer_sigterm_handler  # noqa: E402  (onstart)
+
+# The Snakefile's hooks (onstart, onsuccess, onerror).
+from snaketune.shutdown import defer_sigterm_handler, release_scheduler_timers
 
 
 def resolved_config(raw):
@@ -240,13 +242,16 @@ def trial_spec(wildcards):
     return json.dumps(run_spec(trial, fold, wildcards.run), sort_keys=True)
 
 
-# Packs (search.trials_per_job > 1): runs in plan order, never mixing Bayesian rounds.
+# Packs (search.trials_per_job > 1), never mixing Bayesian rounds. Runs are dealt out in turn
+# (pack k of n gets runs k, k+n, ...): a grid lists its costly corner together, and contiguous
+# packs left one core idle for a fifth of the 27-grid's run.
 PER_JOB = config["search"]["trials_per_job"]
 PACKS = []
 if PER_JOB > 1 and not BRACKETS:
     for _round in dict.fromkeys(t.round for t in TRIALS):
         _runs = [r for t in TRIALS if t.round == _round for r in trial_runs(t)]
-        PACKS += [_runs[i : i + PER_JOB] for i in range(0, len(_runs), PER_JOB)]
+        _n = -(-len(_runs) // PER_JOB)
+        PACKS += [_runs[k::_n] for k in range(_n)]
 
 
 def pack_file(p):

@@ -10,6 +10,13 @@ SIGTERMs sent while trials finish. SLURM sends SIGTERM to a head job it cancels 
 ``defer_sigterm_handler`` keeps Snakemake's own handler and its meaning (finish or stop the
 running jobs, then exit) but calls it on a short-lived thread, which waits for the lock like any
 other thread instead of deadlocking the one that holds it.
+
+``release_scheduler_timers`` saves up to a second at the end of every run: Snakemake's job-rate
+limiter (``--max-jobs-per-timespan``, default 100/1s) re-arms a one-second ``threading.Timer``
+after each pass of its scheduling loop, and that timer is not a daemon thread, so the finished
+process sits in Python's shutdown until the last one fires (0.85 s measured after a 27-trial run,
+a sixth of its wall time). Once the scheduler has returned (the ``onsuccess``/``onerror`` hooks)
+nothing waits for those timers.
 """
 
 from __future__ import annotations
@@ -36,3 +43,14 @@ def defer_sigterm_handler() -> bool:
     except ValueError:  # not the main thread: leave the handler as it is
         return False
     return True
+
+
+def release_scheduler_timers() -> int:
+    """Cancel Snakemake's pending scheduler timers (call once scheduling is over); how many."""
+    cancelled = 0
+    for thread in threading.enumerate():
+        function = getattr(thread, "function", None)
+        if isinstance(thread, threading.Timer) and getattr(function, "__module__", "").startswith("snakemake."):
+            thread.cancel()
+            cancelled += 1
+    return cancelled
