@@ -2,24 +2,27 @@
 
     python benchmarks/pipeline_overhead.py --repeats 3
 
-All variants train the same 27 configurations of config/config.yaml with the same trainer code
-(snaketune.train.train) on the same prepared data, on CPU:
+Every variant trains the same 27 configurations of config/config.yaml with the same trainer code
+(snaketune.train.train) on the same prepared data, on CPU, and is timed as a command, from launch
+to exit (what a user waits for):
 
-* in-process, sequential: one Python process, torch imported once, a loop over the trials;
-* in-process, 2 workers: a spawn pool of two processes (what 2 cores allow), torch imported once each;
+* in-process program (benchmarks/inprocess_loop.py): torch imported once, the trials in a loop
+  (1 process) or in a pool of 2 worker processes (what 2 cores allow), forked (workers inherit
+  torch) or spawned (each worker imports it again); the program also reports its loop alone,
+  without interpreter start, imports and teardown;
 * snakemake, one job per trial (--cores 2), ILP and greedy scheduler: the trials and collect only,
   data prepared beforehand, so all variants do the same work;
 * snakemake with search.trials_per_job: 14 (two packs, one per core; the trainer runs in the
   pack's process, so torch is imported twice instead of 27 times);
 * snakemake, the whole study (prepare_data -> 27 trials -> collect -> select -> retrain).
 
-Prints a Markdown table with medians and the ratio to the two-worker loop.
+Prints a Markdown table with medians and ratios to the fastest 2-worker program.
+Run it with the Python of the environment to measure (its snakemake is used).
 """
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import shutil
 import statistics
@@ -36,7 +39,6 @@ sys.path.insert(0, str(REPO / "workflow" / "scripts"))
 
 from snaketune.config import resolve_config  # noqa: E402
 from snaketune.data import prepare  # noqa: E402
-from snaketune.plan import plan_trials, trial_seed  # noqa: E402
 
 
 def snakemake_exe() -> str:
@@ -46,47 +48,15 @@ def snakemake_exe() -> str:
     return exe
 
 
-def _train_one(args) -> float:
-    from snaketune.files import write_yaml
-    from snaketune.train import TrialSettings, train
-
-    trial_id, params, data, out, seed, cfg = args
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_yaml(out / "params.yaml", params)
-    m = train(
-        TrialSettings(
-            params=out / "params.yaml",
-            out=out,
-            data=Path(data),
-            seed=seed,
-            metric=cfg["objective"]["metric"],
-            direction=cfg["objective"]["direction"],
-            patience=cfg["early_stopping"]["patience"],
-            device="cpu",
-        )
-    )
-    return m["val_accuracy"]
-
-
-def _quiet_init() -> None:
-    sys.stdout = open(os.devnull, "w")
-
-
-def in_process(cfg, data, work: Path, workers: int) -> float:
-    jobs = [(t.id, t.params, str(data), str(work / t.id), trial_seed(cfg["search"]["seed"], t.id), cfg) for t in plan_trials(cfg)]
+def loop_program(data: Path, out: Path, workers: int, start: str) -> tuple[float, float]:
+    """(wall seconds of the whole program, seconds of its training loop alone)."""
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [sys.executable, str(REPO / "benchmarks" / "inprocess_loop.py"), str(data), str(out)]
     t0 = time.perf_counter()
-    if workers == 1:
-        _quiet_init()
-        try:
-            for j in jobs:
-                _train_one(j)
-        finally:
-            sys.stdout = sys.__stdout__
-    else:
-        with mp.get_context("spawn").Pool(workers, initializer=_quiet_init) as pool:
-            pool.map(_train_one, jobs, chunksize=1)
-    return time.perf_counter() - t0
+    proc = subprocess.run([*cmd, "--workers", str(workers), "--start", start], capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - t0
+    loop = float(next(line for line in proc.stderr.splitlines() if line.startswith("loop ")).split()[1])
+    return wall, loop
 
 
 def snakemake_run(work: Path, target: list[str], extra: list[str]) -> float:
@@ -105,8 +75,10 @@ def snakemake_run(work: Path, target: list[str], extra: list[str]) -> float:
         "--quiet",
         "all",
     ]
+    # The jobs' `python` is this environment's, as with an activated virtualenv.
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
     t0 = time.perf_counter()
-    subprocess.run(cmd, cwd=work, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(cmd, cwd=work, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - t0
 
 
@@ -123,45 +95,53 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     cfg = resolve_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
-    results: dict[str, list[float]] = {}
+    labels = {
+        "seq": "in-process program, sequential (1 process)",
+        "fork": "in-process program, 2 forked workers",
+        "spawn": "in-process program, 2 spawned workers",
+        "smk-ilp": "snakemake, 27 trial jobs + collect, --cores 2, ILP scheduler",
+        "smk-greedy": "snakemake, 27 trial jobs + collect, --cores 2, greedy scheduler (default)",
+        "smk-pack": "snakemake, 2 packs of 14 trials + collect (search.trials_per_job: 14), --cores 2",
+        "smk-full": "snakemake, whole study (prepare, 27 trials, collect, select, retrain), --cores 2",
+    }
+    walls: dict[str, list[float]] = {}
+    loops: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         data = root / "prepared.npz"
         prepare(cfg["data"], data)
         for rep in range(args.repeats):
-            order = ["seq", "pool", "smk-ilp", "smk-greedy", "smk-pack", "smk-full"]
-            for name in order:
-                if name == "seq":
-                    t = in_process(cfg, data, root / f"seq{rep}", 1)
-                elif name == "pool":
-                    t = in_process(cfg, data, root / f"pool{rep}", 2)
-                elif name.startswith("smk-") and name != "smk-full":
+            for name in labels:
+                if name in ("seq", "fork", "spawn"):
+                    workers, start = (1, "fork") if name == "seq" else (2, name)
+                    t, loop = loop_program(data, root / name, workers, start)
+                    loops.setdefault(name, []).append(loop)
+                elif name == "smk-full":
+                    t = snakemake_run(fresh_workdir(root, name), [], [])
+                else:
                     work = fresh_workdir(root, name)
                     if name == "smk-pack":
                         (work / "packed.yaml").write_text("study: seed-grid\nsearch: {trials_per_job: 14}\n")
                     snakemake_run(work, ["results/seed-grid/data/prepared.npz"], [])
-                    extra = ["--scheduler", "ilp"] if name == "smk-ilp" else ["--scheduler", "greedy"]
+                    extra = ["--scheduler", "ilp"] if name == "smk-ilp" else []
                     t = snakemake_run(work, ["results/seed-grid/trials.tsv"], extra)
-                else:
-                    work = fresh_workdir(root, name)
-                    t = snakemake_run(work, [], [])
-                results.setdefault(name, []).append(t)
+                walls.setdefault(name, []).append(t)
                 print(f"rep {rep}: {name:11s} {t:6.2f} s", file=sys.stderr, flush=True)
-    labels = {
-        "seq": "in-process, sequential (1 process)",
-        "pool": "in-process, 2 worker processes",
-        "smk-ilp": "snakemake, 27 trial jobs + collect, --cores 2, ILP scheduler",
-        "smk-greedy": "snakemake, 27 trial jobs + collect, --cores 2, greedy scheduler",
-        "smk-pack": "snakemake, 2 packs of 14 trials + collect (search.trials_per_job: 14), --cores 2, greedy",
-        "smk-full": "snakemake, whole study (prepare, 27 trials, collect, select, retrain), --cores 2",
-    }
-    ref = statistics.median(results["pool"])
-    print(f"| variant | median wall (s) of {args.repeats} | runs (s) | ratio to 2-worker loop |")
-    print("|---|---|---|---|")
+    ref_name = min(("fork", "spawn"), key=lambda n: statistics.median(walls[n]))
+    ref = statistics.median(walls[ref_name])
+    loop_ref = min(statistics.median(loops[n]) for n in ("fork", "spawn"))
+    print(f"Reference: {labels[ref_name]}, {ref:.2f} s (its loop alone: {loop_ref:.2f} s, the faster pool's).\n")
+    print(
+        f"| variant | median wall (s) of {args.repeats} | runs (s) | loop alone (s) | ratio to the 2-worker program | ratio to its loop alone |"
+    )
+    print("|---|---|---|---|---|---|")
     for name, label in labels.items():
-        runs = results[name]
+        runs = walls[name]
         med = statistics.median(runs)
-        print(f"| {label} | {med:.2f} | {', '.join(f'{r:.1f}' for r in runs)} | {med / ref:.2f}x |")
+        loop = f"{statistics.median(loops[name]):.2f}" if name in loops else ""
+        print(
+            f"| {label} | {med:.2f} | {', '.join(f'{r:.2f}' for r in runs)} | {loop} | {med / ref:.2f}x | {med / loop_ref:.2f}x |"
+        )
 
 
 if __name__ == "__main__":

@@ -108,3 +108,23 @@ def test_one_study_reports_a_missing_or_broken_file(tmp_path):
     bad.write_text("search: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         one_study({}, [str(bad)])
+
+
+def test_numbers_in_exponent_notation_are_numbers_where_numbers_belong():
+    """PyYAML (Snakemake's loader) reads `1e-4` as text; YAML 1.2 and every user read a number."""
+    text = """
+study: 1e5
+early_stopping: {min_delta: 1e-4}
+search_space:
+  lr: {type: float, low: 1e-4, high: 1E-1, log: true, grid: [1e-3, 1.5e-2]}
+  weight_decay: [0, 1e-5, 1.0e-4]
+  epochs: 2
+"""
+    raw = yaml.safe_load(text)
+    assert raw["search_space"]["lr"]["low"] == "1e-4", "PyYAML still reads it as text"
+    cfg = resolve_config({**raw, "data": {"source": "synthetic"}})
+    lr = cfg["search_space"]["lr"]
+    assert (lr["low"], lr["high"], lr["grid"]) == (1e-4, 0.1, [1e-3, 0.015])
+    assert cfg["search_space"]["weight_decay"] == [0, 1e-5, 1e-4]
+    assert cfg["early_stopping"]["min_delta"] == 1e-4
+    assert cfg["study"] == "1e5", "a name stays text"

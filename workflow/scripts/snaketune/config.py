@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 import string
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,6 +25,9 @@ PLACEHOLDERS = ("params", "out", "data", "fold", "budget", "resume", "stage", "s
 INT_PARAMS = ("n_layers", "hidden_units", "batch_size", "epochs", "n_conv", "channels", "kernel_size", "crop_padding")
 # Keys whose value is replaced by the last config file that sets them, never merged.
 REPLACED_KEYS = ("search_space",)
+# A number in exponent notation without a dot or without an exponent sign (1e-4, 1.5e3): YAML 1.2
+# reads it as a float, PyYAML (YAML 1.1, Snakemake's loader) as text.
+EXPONENT_TEXT = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+")
 
 
 def suggest(name: str, options: Sequence[str]) -> str:
@@ -114,11 +118,35 @@ def _schema_errors(cfg: Mapping, schema: Mapping) -> None:
     raise ConfigError("\n".join(lines))
 
 
+def _numbers_from_text(value: Any, schema: Mapping | None) -> Any:
+    """``1e-4`` as a number, as YAML 1.2 reads it: in the search space (values and bounds) and in
+    keys the schema types as numbers; anywhere else (names, paths, commands) text stays text."""
+    if isinstance(value, str):
+        if EXPONENT_TEXT.fullmatch(value) and (schema is None or "number" in _types(schema)):
+            return float(value)
+        return value
+    if isinstance(value, list):
+        return [_numbers_from_text(v, schema if schema is None else schema.get("items", {})) for v in value]
+    if isinstance(value, Mapping):
+        props = {} if schema is None else schema.get("properties", {})
+        return {
+            k: _numbers_from_text(v, None if schema is None or k == "search_space" else props.get(k, {}))
+            for k, v in value.items()
+        }
+    return value
+
+
+def _types(schema: Mapping) -> list[str]:
+    t = schema.get("type", [])
+    return [t] if isinstance(t, str) else list(t)
+
+
 def resolve_config(raw: Mapping, schema: Mapping | None = None) -> dict:
     """Check ``raw`` and return a complete config with every default filled in."""
     schema = schema if schema is not None else load_schema()
     if not isinstance(raw, Mapping):
         raise ConfigError(f"the config must be a mapping of keys, but got {type(raw).__name__}")
+    raw = _numbers_from_text(raw, schema)
     _check_unknown_keys(raw, schema)
     cfg = _apply_defaults(dict(raw), schema)
     _schema_errors(cfg, schema)
