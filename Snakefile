@@ -54,7 +54,9 @@ onstart:
 # The end of a successful run (not a dry run) prints the study's summary. Both ends let the
 # process exit at once instead of waiting out Snakemake's last one-second rate-limit timer.
 onsuccess:
-    print_run_summary(RESULTS, config, workflow.overwrite_configfiles)
+    print_run_summary(
+        RESULTS, config, workflow.overwrite_configfiles, cores=run_cores()
+    )
     release_scheduler_timers()
 
 

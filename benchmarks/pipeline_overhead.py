@@ -1,6 +1,6 @@
 """What the workflow costs: the default 27-trial study as Snakemake jobs vs an in-process loop.
 
-    python benchmarks/pipeline_overhead.py --repeats 3
+    python benchmarks/pipeline_overhead.py --repeats 3 [--full-epochs]
 
 Every variant trains the same 27 configurations of config/config.yaml with the same trainer code
 (snaketune.train.train) on the same prepared data, on CPU, and is timed as a command, from launch
@@ -16,7 +16,10 @@ to exit (what a user waits for):
   pack's process, so torch is imported twice instead of 27 times);
 * snakemake, the whole study (prepare_data -> 27 trials -> collect -> select -> retrain).
 
-Prints a Markdown table with medians and ratios to the fastest 2-worker program.
+--full-epochs adds a second workload: the same grid without early stopping (every trial trains
+all 50 epochs, about 5x the work), run by the 2-worker program, one job per trial and the packs.
+
+Prints a Markdown table per workload with medians and ratios to its fastest 2-worker program.
 Run it with the Python of the environment to measure (its snakemake is used).
 """
 
@@ -40,6 +43,21 @@ sys.path.insert(0, str(REPO / "workflow" / "scripts"))
 from snaketune.config import resolve_config  # noqa: E402
 from snaketune.data import prepare  # noqa: E402
 
+LABELS = {
+    "seq": "in-process program, sequential (1 process)",
+    "fork": "in-process program, 2 forked workers",
+    "spawn": "in-process program, 2 spawned workers",
+    "smk-ilp": "snakemake, 27 trial jobs + collect, --cores 2, ILP scheduler",
+    "smk-greedy": "snakemake, 27 trial jobs + collect, --cores 2, greedy scheduler (default)",
+    "smk-pack": "snakemake, 2 packs of 14 trials + collect (search.trials_per_job: 14), --cores 2",
+    "smk-full": "snakemake, whole study (prepare, 27 trials, collect, select, retrain), --cores 2",
+}
+WORKLOADS = {
+    "default": ({}, list(LABELS)),
+    "full-epochs": ({"early_stopping": {"patience": 0}}, ["fork", "smk-greedy", "smk-pack"]),
+}
+PROGRAMS = ("seq", "fork", "spawn")
+
 
 def snakemake_exe() -> str:
     exe = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or shutil.which("snakemake")
@@ -48,20 +66,20 @@ def snakemake_exe() -> str:
     return exe
 
 
-def loop_program(data: Path, out: Path, workers: int, start: str) -> tuple[float, float]:
+def loop_program(data: Path, out: Path, name: str, overrides: dict) -> tuple[float, float]:
     """(wall seconds of the whole program, seconds of its training loop alone)."""
     shutil.rmtree(out, ignore_errors=True)
+    workers, start = (1, "fork") if name == "seq" else (2, name)
     cmd = [sys.executable, str(REPO / "benchmarks" / "inprocess_loop.py"), str(data), str(out)]
+    cmd += ["--workers", str(workers), "--start", start, "--set", yaml.safe_dump(overrides)]
     t0 = time.perf_counter()
-    proc = subprocess.run([*cmd, "--workers", str(workers), "--start", start], capture_output=True, text=True, check=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
     wall = time.perf_counter() - t0
     loop = float(next(line for line in proc.stderr.splitlines() if line.startswith("loop ")).split()[1])
     return wall, loop
 
 
 def snakemake_run(work: Path, target: list[str], extra: list[str]) -> float:
-    if (work / "packed.yaml").exists():
-        extra = [*extra, "--configfile", "packed.yaml"]
     cmd = [
         snakemake_exe(),
         *target,
@@ -71,6 +89,8 @@ def snakemake_run(work: Path, target: list[str], extra: list[str]) -> float:
         str(work),
         "--cores",
         "2",
+        "--configfile",
+        "study.yaml",
         *extra,
         "--quiet",
         "all",
@@ -82,66 +102,71 @@ def snakemake_run(work: Path, target: list[str], extra: list[str]) -> float:
     return time.perf_counter() - t0
 
 
-def fresh_workdir(root: Path, name: str) -> Path:
+def fresh_workdir(root: Path, name: str, overrides: dict) -> Path:
+    """A folder with the default study and a study.yaml holding the variant's changes to it."""
     work = root / name
     shutil.rmtree(work, ignore_errors=True)
     (work / "config").mkdir(parents=True)
     shutil.copy(REPO / "config" / "config.yaml", work / "config" / "config.yaml")
+    (work / "study.yaml").write_text(yaml.safe_dump({"study": "seed-grid", **overrides}))
     return work
+
+
+def measure(name: str, root: Path, data: Path, overrides: dict) -> tuple[float, float | None]:
+    if name in PROGRAMS:
+        return loop_program(data, root / name, name, overrides)
+    if name == "smk-full":
+        return snakemake_run(fresh_workdir(root, name, overrides), [], []), None
+    if name == "smk-pack":
+        overrides = {**overrides, "search": {"trials_per_job": 14}}
+    work = fresh_workdir(root, name, overrides)
+    snakemake_run(work, ["results/seed-grid/data/prepared.npz"], [])
+    extra = ["--scheduler", "ilp"] if name == "smk-ilp" else []
+    return snakemake_run(work, ["results/seed-grid/trials.tsv"], extra), None
+
+
+def table(workload: str, names: list[str], walls: dict, loops: dict, repeats: int) -> None:
+    pools = [n for n in ("fork", "spawn") if n in names]
+    ref_name = min(pools, key=lambda n: statistics.median(walls[n]))
+    ref = statistics.median(walls[ref_name])
+    loop_ref = min(statistics.median(loops[n]) for n in pools)
+    print(f"\nWorkload `{workload}`. Reference: {LABELS[ref_name]}, {ref:.2f} s (its loop alone: {loop_ref:.2f} s).\n")
+    print(
+        f"| variant | median wall (s) of {repeats} | runs (s) | loop alone (s) | ratio to the 2-worker program | ratio to its loop alone |"
+    )
+    print("|---|---|---|---|---|---|")
+    for name in names:
+        runs = walls[name]
+        med = statistics.median(runs)
+        loop = f"{statistics.median(loops[name]):.2f}" if name in loops else ""
+        runs_text = ", ".join(f"{r:.2f}" for r in runs)
+        print(f"| {LABELS[name]} | {med:.2f} | {runs_text} | {loop} | {med / ref:.2f}x | {med / loop_ref:.2f}x |")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--full-epochs", action="store_true", help="also the workload without early stopping")
     args = ap.parse_args()
     cfg = resolve_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
-    labels = {
-        "seq": "in-process program, sequential (1 process)",
-        "fork": "in-process program, 2 forked workers",
-        "spawn": "in-process program, 2 spawned workers",
-        "smk-ilp": "snakemake, 27 trial jobs + collect, --cores 2, ILP scheduler",
-        "smk-greedy": "snakemake, 27 trial jobs + collect, --cores 2, greedy scheduler (default)",
-        "smk-pack": "snakemake, 2 packs of 14 trials + collect (search.trials_per_job: 14), --cores 2",
-        "smk-full": "snakemake, whole study (prepare, 27 trials, collect, select, retrain), --cores 2",
-    }
-    walls: dict[str, list[float]] = {}
-    loops: dict[str, list[float]] = {}
+    workloads = ["default", "full-epochs"] if args.full_epochs else ["default"]
+    walls: dict[str, dict[str, list[float]]] = {w: {} for w in workloads}
+    loops: dict[str, dict[str, list[float]]] = {w: {} for w in workloads}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         data = root / "prepared.npz"
         prepare(cfg["data"], data)
-        for rep in range(args.repeats):
-            for name in labels:
-                if name in ("seq", "fork", "spawn"):
-                    workers, start = (1, "fork") if name == "seq" else (2, name)
-                    t, loop = loop_program(data, root / name, workers, start)
-                    loops.setdefault(name, []).append(loop)
-                elif name == "smk-full":
-                    t = snakemake_run(fresh_workdir(root, name), [], [])
-                else:
-                    work = fresh_workdir(root, name)
-                    if name == "smk-pack":
-                        (work / "packed.yaml").write_text("study: seed-grid\nsearch: {trials_per_job: 14}\n")
-                    snakemake_run(work, ["results/seed-grid/data/prepared.npz"], [])
-                    extra = ["--scheduler", "ilp"] if name == "smk-ilp" else []
-                    t = snakemake_run(work, ["results/seed-grid/trials.tsv"], extra)
-                walls.setdefault(name, []).append(t)
-                print(f"rep {rep}: {name:11s} {t:6.2f} s", file=sys.stderr, flush=True)
-    ref_name = min(("fork", "spawn"), key=lambda n: statistics.median(walls[n]))
-    ref = statistics.median(walls[ref_name])
-    loop_ref = min(statistics.median(loops[n]) for n in ("fork", "spawn"))
-    print(f"Reference: {labels[ref_name]}, {ref:.2f} s (its loop alone: {loop_ref:.2f} s, the faster pool's).\n")
-    print(
-        f"| variant | median wall (s) of {args.repeats} | runs (s) | loop alone (s) | ratio to the 2-worker program | ratio to its loop alone |"
-    )
-    print("|---|---|---|---|---|---|")
-    for name, label in labels.items():
-        runs = walls[name]
-        med = statistics.median(runs)
-        loop = f"{statistics.median(loops[name]):.2f}" if name in loops else ""
-        print(
-            f"| {label} | {med:.2f} | {', '.join(f'{r:.2f}' for r in runs)} | {loop} | {med / ref:.2f}x | {med / loop_ref:.2f}x |"
-        )
+        for rep in range(args.repeats):  # interleaved: every variant once per repeat
+            for w in workloads:
+                overrides, names = WORKLOADS[w]
+                for name in names:
+                    wall, loop = measure(name, root, data, overrides)
+                    walls[w].setdefault(name, []).append(wall)
+                    if loop is not None:
+                        loops[w].setdefault(name, []).append(loop)
+                    print(f"rep {rep}: {w:11s} {name:11s} {wall:6.2f} s", file=sys.stderr, flush=True)
+    for w in workloads:
+        table(w, WORKLOADS[w][1], walls[w], loops[w], args.repeats)
 
 
 if __name__ == "__main__":

@@ -421,3 +421,31 @@ def test_plots_never_import_torch_and_the_trainer_never_imports_matplotlib():
     )
     scripts = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=scripts)
+
+
+def test_the_summary_suggests_packing_only_when_jobs_start_longer_than_they_train(tmp_path, monkeypatch):
+    from snaketune.summary import packing_tip
+
+    monkeypatch.chdir(tmp_path)
+
+    def trials(n, job_s, train_s):
+        rows = []
+        for i in range(n):
+            log = Path(f"results/s/trials/t{i}/train.log")
+            log.parent.mkdir(parents=True, exist_ok=True)
+            (log.parent / "benchmark.tsv").write_text(f"s\th:m:s\tmax_rss\n{job_s}\t0:00:01\t240\n")
+            rows.append({"trial": f"t{i}", "status": "ok", "train_seconds": str(train_s), "log": str(log)})
+        return rows
+
+    tip = packing_tip(trials(27, 1.2, 0.1), cores=2)
+    assert "took 1.2 s for 0.10 s of training (medians of 27)" in tip and "search.trials_per_job: 14" in tip
+    assert packing_tip(trials(27, 31.0, 30.0), cores=2) is None, "start-up is small next to training"
+    assert packing_tip(trials(3, 1.2, 0.1), cores=2) is None, "too few trials to judge"
+    assert packing_tip(trials(8, 1.2, 0.1), cores=8) is None, "one trial per core: nothing to pack"
+    rows = trials(27, 1.2, 0.1)
+    (Path("results/s/trials.tsv")).write_text(
+        "trial\tstatus\tobjective\ttrain_seconds\tlog\n" + "".join(f"{r['trial']}\tok\t0.9\t0.1\t{r['log']}\n" for r in rows)
+    )
+    assert "tip         each trial's job took" in run_summary("results/s", packable=True, cores=2)
+    assert "tip" not in run_summary("results/s", packable=False, cores=2)
+    assert "t0: objective = 0.9 (validation; not yet selected" in run_summary("results/s")

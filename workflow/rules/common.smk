@@ -310,3 +310,11 @@ def final_targets():
     if config["final"]["retrain"]:
         targets.append(f"{RESULTS}/final/metrics.json")
     return targets + REPORT_TARGETS
+
+
+def run_cores():
+    """This run's --cores (the summary sizes its packing tip by it); None without one."""
+    try:
+        return workflow.cores
+    except Exception:  # Snakemake raises when no core count was given (cluster runs)
+        return None

@@ -13,6 +13,7 @@ import argparse
 import json
 import math
 import shlex
+import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,11 +31,50 @@ def _num(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
+def _float(v: Any) -> Any:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return v
+
+
 def _test_metrics(metrics: dict[str, Any], metric: str) -> list[str]:
     """The test metrics, the objective's counterpart first."""
     first = "test_" + metric[4:] if metric.startswith("val_") else f"test_{metric}"
     keys = sorted((k for k in metrics if k.startswith("test_")), key=lambda k: (k != first, k))
     return [f"{k} = {_num(metrics[k])}" for k in keys if isinstance(metrics[k], (int, float))]
+
+
+def packing_tip(rows: Sequence[dict[str, Any]], cores: int | None, sample: int = 30) -> str | None:
+    """A hint to pack trials when their jobs spend longer starting than training, or None.
+
+    Compares, over up to ``sample`` successful trials, Snakemake's wall time of each trial's job
+    (its ``benchmark.tsv``, next to its log) with the trial's own ``train_seconds``.
+    """
+    jobs, trains = [], []
+    for row in rows:
+        if len(jobs) >= sample:
+            break
+        if row.get("status") != "ok" or not row.get("log") or row.get("train_seconds") in (None, ""):
+            continue
+        bench = Path(row["log"]).parent / "benchmark.tsv"
+        try:
+            lines = bench.read_text(encoding="utf-8").splitlines()
+            jobs.append(float(lines[1].split("\t")[0]))
+            trains.append(float(row["train_seconds"]))
+        except (OSError, IndexError, ValueError):
+            continue
+    if len(jobs) < 4:
+        return None
+    job, train = statistics.median(jobs), statistics.median(trains)
+    k = math.ceil(len(rows) / max(cores or 1, 1))
+    if job - train < max(train, 0.5) or k < 2:
+        return None
+    return (
+        f"each trial's job took {job:.1f} s for {train:.2f} s of training (medians of {len(jobs)}): "
+        f"trials this short finish sooner packed, e.g. search.trials_per_job: {k} (torch is then "
+        "imported once per pack; README, Performance)"
+    )
 
 
 def run_summary(
@@ -43,11 +83,15 @@ def run_summary(
     searched: Sequence[str] | None = None,
     retrain: bool = True,
     configfiles: Sequence[str] = (),
+    packable: bool = False,
+    cores: int | None = None,
 ) -> str | None:
     """A few lines about the study in ``results`` (``results/<study>``), or None if it has no table yet.
 
     ``searched`` names the parameters to show (default: all of best.yaml's); ``configfiles`` are the
-    ``--configfile`` arguments the report command needs to find the same study.
+    ``--configfile`` arguments the report command needs to find the same study. ``packable``: the
+    study runs one job per trial and could pack them (then a tip may suggest it, sized for
+    ``cores``).
     """
     results = Path(results)
     table_path, best_path = results / "trials.tsv", results / "best.yaml"
@@ -76,6 +120,12 @@ def run_summary(
             line("test score", f"{', '.join(scores) or 'no test_ metrics reported'} (retrained on train+validation, tested once)")
         else:
             line("test score", "not yet: the final retrain has not run")
+    elif rows and rows[0].get("status") == "ok":  # trials.tsv lists the best first
+        top = rows[0]
+        line(
+            "best trial",
+            f"{top['trial']}: objective = {_num(_float(top.get('objective')))} (validation; not yet selected: select_best makes {best_path})",
+        )
     elif rows:
         line("best trial", "none: every trial failed (see the error column of trials.tsv)")
     if rows:
@@ -84,6 +134,9 @@ def run_summary(
         line("trials", f"{len(rows)}: {n_ok} ok{failed} -> {table_path}")
         best_log = rows[0].get("log") if rows[0].get("status") == "ok" else None
         line("logs", f"{best_log or results / 'trials/<trial>/train.log'} (each trial's: the log column), {results}/logs/")
+        tip = packing_tip(rows, cores) if packable else None
+        if tip:
+            line("tip", tip)
     outputs = ["trials.tsv", "best.yaml"]
     if retrain:
         outputs += ["final/"]
@@ -95,7 +148,13 @@ def run_summary(
     return "\n".join(lines)
 
 
-def print_run_summary(results: str | Path, config: dict[str, Any], configfiles: Sequence[str] | None = None, file=None) -> None:
+def print_run_summary(
+    results: str | Path,
+    config: dict[str, Any],
+    configfiles: Sequence[str] | None = None,
+    file=None,
+    cores: int | None = None,
+) -> None:
     """The workflow's ``onsuccess`` handler (Snakemake calls it after a run, never after a dry run):
     print the summary of the study in ``results`` that ``config`` describes. A summary that cannot
     be made says why and does not turn a successful run into a failed one."""
@@ -108,11 +167,23 @@ def print_run_summary(results: str | Path, config: dict[str, Any], configfiles: 
             searched=[p.name for p in SearchSpace.from_config(config["search_space"]).searched()],
             retrain=bool(config["final"]["retrain"]),
             configfiles=list(configfiles or []),
+            packable=_packable(config),
+            cores=cores,
         )
     except Exception as e:  # noqa: BLE001 (the run itself succeeded)
         text = f"snaketune: no summary ({type(e).__name__}: {e})"
     if text:
         print(f"\n{text}\n", file=out, flush=True)
+
+
+def _packable(config: dict[str, Any]) -> bool:
+    """One job per trial of the built-in trainer, without a schedule: packs would be allowed and pay."""
+    search = config.get("search", {})
+    return (
+        search.get("trials_per_job", 1) == 1
+        and search.get("schedule", "none") == "none"
+        and config.get("trainer", {}).get("command") is None
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
