@@ -7,13 +7,16 @@
 * collect: the `collect` library step (read N result.json files, sort, write trials.tsv), on
   synthetic result files shaped like real ones;
 * propose: one Bayesian round (batch 8) with TPE after 1,000 earlier trials;
-* trial: peak memory of one trial process of the default study.
+* trial: peak memory of one trial process of the default study;
+* fan-out (--fanout N ...): a whole random search of N trials of the Branin example (a shell+awk
+  trainer: each job is almost only its start-up) at --cores 2, greedy vs ILP scheduler, interleaved.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import statistics
@@ -69,6 +72,20 @@ def dag(n: int, root: Path, per_job: int = 1) -> tuple[float, int]:
         [*base[:1], "results/scale/data/prepared.npz", *base[1:], "--cores", "1", "--quiet", "all"], cwd=work, check=True
     )
     return timed([*base, "-n", "--quiet", "all"], work)
+
+
+def fanout(n: int, root: Path, scheduler: str) -> float:
+    """Wall seconds of N Branin trials and collect at --cores 2 with the given scheduler."""
+    work = root / f"fan{n}-{scheduler}"
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(REPO / "config", work / "config")
+    (work / "fan.yaml").write_text(json.dumps({"study": "fan", "search": {"n_trials": n}}))
+    cmd = [snakemake_exe(), "results/fan/trials.tsv", "--snakefile", str(REPO / "Snakefile"), "--directory", str(work)]
+    cmd += ["--configfile", "config/examples/branin.yaml", "fan.yaml", "--cores", "2", "--scheduler", scheduler]
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+    t0 = time.perf_counter()
+    subprocess.run([*cmd, "--quiet", "all"], cwd=work, env=env, check=True, capture_output=True)
+    return time.perf_counter() - t0
 
 
 def fake_results(n: int, folder: Path) -> list[Path]:
@@ -160,6 +177,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--per-job", type=int, default=1, help="search.trials_per_job for the DAG studies")
     ap.add_argument("--no-trial", action="store_true", help="skip the trial-memory measurement")
+    ap.add_argument("--fanout", type=int, nargs="*", default=[], help="whole studies of N quick trials, greedy vs ILP")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -183,6 +201,19 @@ def main() -> None:
         print(
             f"| propose a TPE round of 8 after 1,000 trials | 1,000 | {statistics.median(runs):.2f} | {', '.join(f'{r:.2f}' for r in runs)} | |"
         )
+        for n in args.fanout:
+            runs: dict[str, list[float]] = {"greedy": [], "ilp": []}
+            for _ in range(args.repeats):
+                for scheduler in runs:
+                    runs[scheduler].append(fanout(n, root, scheduler))
+            greedy = statistics.median(runs["greedy"])
+            for scheduler, walls in runs.items():
+                med = statistics.median(walls)
+                print(
+                    f"| whole study, {n:,} Branin trials (shell+awk trainer), --cores 2, {scheduler} scheduler "
+                    f"({med / greedy:.2f}x greedy) | {n:,} | {med:.1f} | {', '.join(f'{w:.1f}' for w in walls)} | |",
+                    flush=True,
+                )
         if not args.no_trial:
             print(f"| one trial process (5x128 MLP, digits, 30 epochs) | 1 | | | {trial_memory(root)} |")
 
