@@ -442,6 +442,7 @@ def test_the_summary_suggests_packing_only_when_jobs_start_longer_than_they_trai
     assert packing_tip(trials(27, 31.0, 30.0), cores=2) is None, "start-up is small next to training"
     assert packing_tip(trials(3, 1.2, 0.1), cores=2) is None, "too few trials to judge"
     assert packing_tip(trials(8, 1.2, 0.1), cores=8) is None, "one trial per core: nothing to pack"
+    assert "about the trials over the jobs that run at once" in packing_tip(trials(27, 1.2, 0.1), cores=None)
     rows = trials(27, 1.2, 0.1)
     (Path("results/s/trials.tsv")).write_text(
         "trial\tstatus\tobjective\ttrain_seconds\tlog\n" + "".join(f"{r['trial']}\tok\t0.9\t0.1\t{r['log']}\n" for r in rows)

@@ -67,13 +67,19 @@ def packing_tip(rows: Sequence[dict[str, Any]], cores: int | None, sample: int =
     if len(jobs) < 4:
         return None
     job, train = statistics.median(jobs), statistics.median(trains)
-    k = math.ceil(len(rows) / max(cores or 1, 1))
-    if job - train < max(train, 0.5) or k < 2:
+    if job - train < max(train, 0.5):
         return None
+    if cores:
+        k = math.ceil(len(rows) / cores)
+        if k < 2:
+            return None
+        size = f"e.g. search.trials_per_job: {k}"
+    else:  # no --cores (a cluster run): the jobs that run at once are unknown here
+        size = "search.trials_per_job: about the trials over the jobs that run at once"
     return (
         f"each trial's job took {job:.1f} s for {train:.2f} s of training (medians of {len(jobs)}): "
-        f"trials this short finish sooner packed, e.g. search.trials_per_job: {k} (torch is then "
-        "imported once per pack; README, Performance)"
+        f"trials this short finish sooner packed, {size} (torch is then imported once per pack; "
+        "README, Performance)"
     )
 
 
