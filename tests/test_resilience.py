@@ -93,3 +93,32 @@ def test_snakemakes_rate_limit_timers_do_not_hold_the_finished_process():
     finally:
         theirs.cancel()
         ours.cancel()
+
+
+def test_a_finished_run_leaves_no_timer_for_python_to_wait_for(tmp_path):
+    """The Snakefile's end hook in a real run: when Python shuts down, no timer is pending (before
+    the hook, Snakemake's last rate-limit timer held every run for up to a second)."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import BIN, SNAKEFILE
+
+    s = Study(tmp_path, tiny_config(final={"retrain": False}))
+    shim = (
+        "import sys, threading\n"
+        "from snakemake.cli import main\n"
+        "shutdown = threading._shutdown\n"
+        "def report():\n"
+        "    pending = [t for t in threading.enumerate() if isinstance(t, threading.Timer) and not t.finished.is_set()]\n"
+        "    print(f'pending timers at exit: {len(pending)}', file=sys.stderr, flush=True)\n"
+        "    shutdown()\n"
+        "threading._shutdown = report\n"
+        "sys.argv = ['snakemake', *sys.argv[1:]]\n"
+        "main()\n"
+    )
+    args = ["--snakefile", str(SNAKEFILE), "--configfile", str(s.config_path), "--cores", "2", "results/tiny/trials.tsv"]
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.run([sys.executable, "-c", shim, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "pending timers at exit: 0" in proc.stderr, proc.stderr[-2000:]
