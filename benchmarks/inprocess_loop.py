@@ -6,9 +6,9 @@ What a user would write instead of a workflow: import torch, plan the 27 trials 
 config/config.yaml, train them with the same trainer code (snaketune.train.train, which writes
 each trial's params, history, metrics and checkpoint) in a pool of worker processes, print the
 best. `--set` merges a mapping over the config's sections, as a second --configfile would (e.g.
-`{early_stopping: {patience: 0}}`). Prints `loop <seconds>` on stderr: the time from the pool's start to the last trial, without
-the interpreter's start, the imports and the teardown (pipeline_overhead.py times the whole
-program from outside as well).
+`{early_stopping: {patience: 0}}`). Prints `loop <seconds>` on stderr: the time from the pool's
+start to the last trial, without the interpreter's start, the imports and the teardown
+(pipeline_overhead.py times the whole program from outside as well).
 """
 
 from __future__ import annotations

@@ -202,12 +202,12 @@ def main() -> None:
             f"| propose a TPE round of 8 after 1,000 trials | 1,000 | {statistics.median(runs):.2f} | {', '.join(f'{r:.2f}' for r in runs)} | |"
         )
         for n in args.fanout:
-            runs: dict[str, list[float]] = {"greedy": [], "ilp": []}
-            for _ in range(args.repeats):
-                for scheduler in runs:
-                    runs[scheduler].append(fanout(n, root, scheduler))
-            greedy = statistics.median(runs["greedy"])
-            for scheduler, walls in runs.items():
+            by_scheduler: dict[str, list[float]] = {"greedy": [], "ilp": []}
+            for _ in range(args.repeats):  # interleaved
+                for scheduler, walls in by_scheduler.items():
+                    walls.append(fanout(n, root, scheduler))
+            greedy = statistics.median(by_scheduler["greedy"])
+            for scheduler, walls in by_scheduler.items():
                 med = statistics.median(walls)
                 print(
                     f"| whole study, {n:,} Branin trials (shell+awk trainer), --cores 2, {scheduler} scheduler "
