@@ -4,7 +4,7 @@
 
 * DAG: wall time and peak memory of `snakemake -n` for a random search of N trials (data
   prepared beforehand, so only planning is timed), default (greedy, from profiles/default) scheduler;
-* collect: the `collect` library step (read N result.json files, sort, write trials.tsv), on
+* collect: the `collect` step (read N result.json files, sort, write trials.tsv and trials.json), on
   synthetic result files shaped like real ones;
 * propose: one Bayesian round (batch 8) with TPE after 1,000 earlier trials;
 * trial: peak memory of one trial process of the default study;
@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO / "workflow" / "scripts"))
 
 from snaketune.bayes import Observation, propose_round  # noqa: E402
 from snaketune.space import SearchSpace  # noqa: E402
-from snaketune.table import collect, write_table  # noqa: E402
+from snaketune.trial_files import collect_study  # noqa: E402
 
 SPACE = {
     "lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
@@ -123,8 +123,7 @@ def fake_results(n: int, folder: Path) -> list[Path]:
 def collect_time(n: int, root: Path) -> float:
     files = fake_results(n, root / f"collect{n}")
     t0 = time.perf_counter()
-    rows = collect(files, list(SPACE), "val_accuracy", "maximize")
-    write_table(root / f"collect{n}.tsv", rows, list(SPACE))
+    collect_study(files, root / f"collect{n}.tsv", root / f"collect{n}.json", list(SPACE), "val_accuracy", "maximize")
     return time.perf_counter() - t0
 
 
@@ -194,7 +193,7 @@ def main() -> None:
         for n in args.collect:
             runs = [collect_time(n, root / f"c{r}") for r in range(args.repeats)]
             print(
-                f"| collect (read, sort, write trials.tsv) | {n:,} | {statistics.median(runs):.2f} | {', '.join(f'{r:.2f}' for r in runs)} | |",
+                f"| collect (read, sort, write trials.tsv and trials.json) | {n:,} | {statistics.median(runs):.2f} | {', '.join(f'{r:.2f}' for r in runs)} | |",
                 flush=True,
             )
         runs = [propose_time(1000) for _ in range(args.repeats)]

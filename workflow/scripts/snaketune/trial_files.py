@@ -1,6 +1,7 @@
 """Read a finished study back for people: trials in completion order and their learning curves.
 
-Used by the report's plots and the Optuna export; nothing here is on a trial's hot path.
+Used by the `collect` step (which writes them as trials.json), the report's plots and the Optuna
+export; nothing here is on a trial's hot path.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from snaketune.table import combine_records, iter_results, sort_key, tiebreak_metric
+from snaketune.files import write_json
+from snaketune.table import combine_records, iter_results, sort_key, table_rows, tiebreak_metric, write_table
 
 
 def records_in_completion_order(result_files: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
@@ -23,6 +25,25 @@ def records_in_completion_order(result_files: Sequence[str | os.PathLike]) -> li
     """
     results = list(iter_results(result_files))  # each file read once, packs expanded
     return in_completion_order(results, combine_records(r for _, r in results))
+
+
+def collect_study(
+    result_files: Sequence[str | os.PathLike],
+    table: str | os.PathLike,
+    records_file: str | os.PathLike,
+    param_names: Sequence[str],
+    metric: str,
+    direction: str,
+) -> list[dict[str, Any]]:
+    """The `collect` step: read every result once and write the study's table (``trials.tsv``, best
+    first, for people) and its records (``trials.json``, typed, in completion order, for the jobs
+    after it). Returns the table's rows."""
+    results = list(iter_results(result_files))  # each file read once, packs expanded
+    records = combine_records(r for _, r in results)
+    rows = table_rows(records, param_names, metric, direction)
+    write_table(table, rows, param_names)
+    write_json(records_file, in_completion_order(results, records))
+    return rows
 
 
 def in_completion_order(
