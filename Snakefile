@@ -7,13 +7,16 @@
 # --configfile config/examples/<study>.yaml); see config/README.md.
 from snakemake.utils import min_version
 
-min_version("9.0")
+min_version("9.1.4")
 
 
 configfile: "config/config.yaml"
 
 
-report: "workflow/report/workflow.rst"
+include: "workflow/rules/common.smk"
+
+
+report: str(CAPTIONS / "workflow.rst")
 
 
 # The image built from ./Dockerfile (tag it so): with --sdm apptainer every job runs in it.
@@ -29,9 +32,9 @@ localrules:
     select_best,
     plot_study,
     export_optuna,
+    summarise,
 
 
-include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/search.smk"
 include: "workflow/rules/schedule.smk"
@@ -51,14 +54,8 @@ onstart:
     defer_sigterm_handler()
 
 
-# The end of a successful run (not a dry run) prints the study's summary. Both ends let the
-# process exit at once instead of waiting out Snakemake's last one-second rate-limit timer.
+# The end of a successful run (not a dry run) prints the study's summary.
 onsuccess:
     print_run_summary(
-        RESULTS, config, workflow.overwrite_configfiles, cores=run_cores()
+        L.results, config, workflow.overwrite_configfiles, cores=run_cores()
     )
-    release_scheduler_timers()
-
-
-onerror:
-    release_scheduler_timers()

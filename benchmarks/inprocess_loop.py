@@ -24,7 +24,6 @@ import torch  # noqa: F401  (imported once in the parent: forked workers inherit
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "workflow" / "scripts"))
 
 from snaketune.config import resolve_config  # noqa: E402
 from snaketune.files import write_yaml  # noqa: E402

@@ -52,7 +52,6 @@ import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "workflow" / "scripts"))
 
 from snaketune.bayes import observations, propose_round  # noqa: E402
 from snaketune.config import resolve_config  # noqa: E402
@@ -173,7 +172,7 @@ def run_schedule(cfg: dict, trainer: Trainer) -> dict:
             params_of = {t.id: p for t, p in zip(plan.trials, proposals)}
         rung_records: list[dict[str, Any]] = []
         for rung in b.rungs:
-            ids = [t.id for t in plan.trials] if rung.index == 0 else promote(rung_records, rung.n, direction)
+            ids = [t.id for t in plan.trials] if rung.index == 0 else promote(rung_records, rung.n, "val_accuracy", direction)
             rung_records = []
             for tid in ids[: rung.n]:
                 prev = trainer.workdir / tid / f"rung-{rung.index - 1}" / "checkpoint.pt" if rung.index > 0 else None

@@ -38,7 +38,6 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "workflow" / "scripts"))
 
 from snaketune.config import resolve_config  # noqa: E402
 from snaketune.data import prepare  # noqa: E402

@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "workflow" / "scripts"))
 
 from snaketune.bayes import Observation, propose_round  # noqa: E402
 from snaketune.space import SearchSpace  # noqa: E402
@@ -158,7 +157,6 @@ def trial_memory(root: Path) -> int:
     (work / "p.yaml").write_text("lr: 0.01\nn_layers: 5\nbatch_size: 32\nhidden_units: 128\nepochs: 30\n")
     env_cmd = [
         "env",
-        f"PYTHONPATH={REPO / 'workflow' / 'scripts'}",
         f"SNAKETUNE_PARAMS={work / 'p.yaml'}",
         f"SNAKETUNE_OUT={work / 'out'}",
         f"SNAKETUNE_DATA={work / 'results/seed-grid/data/prepared.npz'}",

@@ -56,7 +56,6 @@ import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "workflow" / "scripts"))
 sys.path.insert(0, str(REPO / "benchmarks" / "trainers"))
 
 import branin as branin_trainer  # noqa: E402

@@ -31,7 +31,6 @@ import torch.nn.functional as F
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "workflow" / "scripts"))
 
 from snaketune.data import load_prepared, prepare  # noqa: E402
 from snaketune.hparams import HParams  # noqa: E402

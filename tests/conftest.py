@@ -18,6 +18,15 @@ SNAKEFILE = REPO / "Snakefile"
 BIN = Path(sys.executable).parent
 
 
+def run_spec(out, command=None, *, data, params=None, metric="val_accuracy", direction="maximize", patience=5, **over):
+    """A search run's spec (snaketune.specs.RunSpec) for tests that call the runner directly."""
+    from snaketune.specs import RunSpec, TrainerSettings
+
+    trainer = TrainerSettings(str(data), command, metric, direction, patience, 0.0, over.pop("family", "mlp"))
+    fields = {"trial": "t1", "dir": str(out), "log": str(Path(out) / "train.log"), "stage": "search", "seed": 0}
+    return RunSpec(**{**fields, "params": params, "trainer": trainer, **over})
+
+
 def snakemake_cmd() -> list[str]:
     exe = shutil.which("snakemake", path=str(BIN)) or shutil.which("snakemake")
     if exe is None:

@@ -1,8 +1,12 @@
 """Bad input gets a clear error before any job runs, and nothing is lost.
 
 tests/bad_configs/ holds one malformed study per file; its first line says which fragment the
-error message must contain. Each runs through the real snakemake CLI: non-zero exit, the
-message, no Python traceback, no results folder.
+error message must contain. Each is checked in-process, through what the workflow does at parse
+time (workflow/rules/common.smk): Snakemake loads the study file (run from the checkout: merged
+over config/config.yaml; elsewhere: alone), then ``snaketune.one_study`` and
+``snaketune.resolve_config``. tests/bad_configs/cli/
+holds the files Snakemake itself rejects before the workflow sees them; those, and one of the
+corpus, also run through the real snakemake CLI.
 """
 
 import json
@@ -10,10 +14,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from snakemake.common.configfile import load_configfile
+from snakemake.utils import update_config
 
-from conftest import Study, tiny_config
+import snaketune
+from conftest import REPO, Study, tiny_config
 
-BAD = sorted((Path(__file__).parent / "bad_configs").glob("*.yaml"))
+CORPUS = Path(__file__).parent / "bad_configs"
+BAD = sorted(CORPUS.glob("*.yaml"))
+CLI = sorted((CORPUS / "cli").glob("*.yaml"))
 
 
 def expected(path: Path) -> str:
@@ -22,16 +31,36 @@ def expected(path: Path) -> str:
     return first[len("# expect: ") :]
 
 
-def test_the_corpus_is_large_enough():
-    assert len(BAD) >= 25
+def config_as_the_workflow_sees_it(path: Path, over_default: bool) -> dict:
+    """What `snakemake --configfile <path>` hands common.smk: run in the checkout, the Snakefile's
+    `configfile: "config/config.yaml"` with the study file merged over it; run in a folder without
+    that file, the study file alone."""
+    config = load_configfile(str(REPO / "config" / "config.yaml")) if over_default else {}
+    update_config(config, load_configfile(str(path)))
+    return config
 
 
+@pytest.mark.parametrize("over_default", [True, False], ids=["in-checkout", "elsewhere"])
 @pytest.mark.parametrize("path", BAD, ids=[p.stem for p in BAD])
-def test_malformed_config_is_a_clear_error_before_any_job(tmp_path, path):
+def test_malformed_config_is_a_clear_error(path, over_default, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # relative data paths resolve against the run's directory
+    config = config_as_the_workflow_sees_it(path, over_default)
+    with pytest.raises(snaketune.ConfigError) as e:
+        snaketune.resolve_config(snaketune.one_study(config, [str(path)]))
+    assert expected(path) in str(e.value)
+
+
+def run_cli(tmp_path: Path, config_path: Path):
     s = Study.__new__(Study)
-    s.path, s.config_path, s.config = tmp_path, path, {}
+    s.path, s.config_path, s.config = tmp_path, config_path, {}
     proc = s.run("-n", check=False, timeout=120)
-    out = proc.stdout + proc.stderr
+    return proc, proc.stdout + proc.stderr
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("path", [*CLI, CORPUS / "01-unknown-top-key.yaml"], ids=lambda p: p.stem)
+def test_malformed_config_file_stops_the_cli_before_any_job(tmp_path, path):
+    proc, out = run_cli(tmp_path, path)
     assert proc.returncode != 0
     assert expected(path) in out, out[-2000:]
     assert "Traceback" not in out and 'File "' not in out

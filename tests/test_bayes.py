@@ -91,7 +91,7 @@ def test_failed_trials_enter_the_study_as_failed_or_infeasible():
     assert all(t.value == worst for t in infeasible)
 
 
-@pytest.mark.parametrize("sampler", ["tpe", "gp"])
+@pytest.mark.parametrize("sampler", ["tpe", pytest.param("gp", marks=pytest.mark.slow)])  # gp: ~25 s on CPU
 def test_failed_region_is_avoided(sampler):
     # Every trial with x > 0 fails, the optimum is at x = -2.5: the model-based rounds must mostly
     # stay at x <= 0 (with failures as plain FAIL trials, TPE put 24 of 25 proposals at x > 0).

@@ -3,10 +3,11 @@
 import pytest
 import yaml
 
-from snaketune.config import one_study, resolve_config
+from conftest import REPO
+from snaketune.config import load_schema, one_study, resolve_config, schema_path
 from snaketune.errors import ConfigError
 
-REPO_DEFAULT = "config/config.yaml"
+REPO_DEFAULT = REPO / "config" / "config.yaml"
 
 
 def base(**over):
@@ -44,8 +45,11 @@ def test_the_shipped_default_config_is_valid_and_is_the_seed_grid():
         (base(serch={"method": "grid"}), ["`serch` is not known", "did you mean `search`"]),
         (base(search={"methd": "grid"}), ["`search.methd` is not known", "did you mean `method`"]),
         (base(search={"method": "bayesian"}), ["`search.method`", "Valid: grid, random"]),
-        (base(search={"method": "random", "n_trials": 0}), ["`search.n_trials`", "minimum of 1"]),
-        (base(search={"n_trials": "ten"}), ["`search.n_trials`", "not of type 'integer'"]),
+        (base(search={"method": "random", "n_trials": 0}), ["`search.n_trials`: must be >= 1, but got 0"]),
+        (base(search={"n_trials": "ten"}), ["`search.n_trials`: must be an integer, but got 'ten'"]),
+        (base(trainer={"timeout": "soon"}), ["`trainer.timeout`: must be a number or null, but got 'soon'"]),
+        (base(data={"source": "synthetic", "image_size": [1, 2, 3]}), ["`data.image_size`: must be a list of 2 values"]),
+        (base(search_space={}), ["`search_space`: must name at least 1 key(s), but got {}"]),
         (base(data={"source": "cifar"}), ["`data.source`", "digits, mnist1d, synthetic, csv, npz"]),
         (base(data={"source": "synthetic", "val_fraction": 1.0}), ["`data.val_fraction`"]),
         (base(data={"source": "synthetic", "val_fraction": 0.5, "test_fraction": 0.48}), ["leave less than 5%"]),
@@ -57,12 +61,12 @@ def test_the_shipped_default_config_is_valid_and_is_the_seed_grid():
         ),
         (base(search_space={"learning_rate": [0.1]}), ["no parameter(s) learning_rate", "it knows"]),
         (base(search_space={"lr": [0.1], "activation": ["relu", "swish"]}), ["search_space.activation", "must be one of"]),
-        (base(search_space={"dropout": [0.1, 1.5]}), ["search_space.dropout", "[0, 1)"]),
+        (base(search_space={"dropout": [0.1, 1.5]}), ["search_space.dropout: must be in [0, 1), but got 1.5"]),
         (base(search_space={"n_layers": {"type": "float", "low": 1, "high": 3, "grid": [1.0]}}), ["must be `type: int`"]),
         (base(objective={"metric": "val_acc"}), ["`objective.metric`", "did you mean `val_accuracy`"]),
         (base(objective={"metric": "val_loss"}), ["`objective.direction`", "val_loss should be minimized"]),
         (base(trainer={"command": "python t.py {param}"}), ["unknown placeholder {param}", "did you mean `params`"]),
-        (base(study="../escape"), ["`study`", "does not match"]),
+        (base(study="../escape"), ["`study`: '../escape' is not allowed (it must match", "Letters, digits"]),
         (base(early_stopping={"patience": -1}), ["`early_stopping.patience`"]),
     ],
 )
@@ -128,3 +132,30 @@ search_space:
     assert cfg["search_space"]["weight_decay"] == [0, 1e-5, 1e-4]
     assert cfg["early_stopping"]["min_delta"] == 1e-4
     assert cfg["study"] == "1e5", "a name stays text"
+
+
+def test_the_schema_ships_with_the_package_and_loads_the_same_from_either_end():
+    assert schema_path().is_file()
+    assert load_schema() == load_schema(schema_path())
+    assert load_schema()["properties"]["search"]["properties"]["method"]["enum"] == ["grid", "random", "bayes"]
+
+
+def test_every_schema_key_has_a_description_and_a_default():
+    """The schema is the documentation and the source of defaults (STYLE.md): a key without
+    either would be undocumented or missing from resolve_config's result."""
+
+    def walk(node, key):
+        yield key, node
+        for name, sub in node.get("properties", {}).items():
+            yield from walk(sub, f"{key}.{name}" if key else name)
+
+    for key, node in walk(load_schema(), ""):
+        if key:
+            assert node.get("description"), f"{key} has no description"
+            assert "default" in node, f"{key} has no default"
+
+
+def test_a_resolved_config_resolves_to_itself():
+    """Validated once: what resolve_config returns passes again unchanged (the workflow may check it twice)."""
+    cfg = resolve_config(base())
+    assert resolve_config(cfg) == cfg

@@ -32,8 +32,6 @@ from snaketune.gpu import (
     slot_status,
 )
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
-
 
 def no_smi():
     raise AssertionError("nvidia-smi must not be queried here")
@@ -41,7 +39,6 @@ def no_smi():
 
 def child_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SNAKETUNE_") and k != ENV_VISIBLE}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SCRIPTS), env.get("PYTHONPATH")]))
     env.update(extra)
     return env
 

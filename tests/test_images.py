@@ -375,7 +375,7 @@ def test_prediction_round_trip_from_the_saved_model(tmp_path, prepared, folder):
     new = [fresh / c / f"{c}-{i:03d}.{ext}" for c in CLASSES for i, ext in [(0, "png"), (1, "jpg"), (2, "bmp")]]
     proc = subprocess.run(
         [sys.executable, "-m", "snaketune.predict", str(tmp_path / "final" / "model.pt"), *map(str, new)],
-        capture_output=True, text=True, cwd=REPO, env={"PYTHONPATH": str(REPO / "workflow" / "scripts"), "PATH": ""}, check=True,
+        capture_output=True, text=True, cwd=REPO, env={"PATH": ""}, check=True,
     )  # fmt: skip
     lines = [line.split("\t") for line in proc.stdout.splitlines()]
     assert [line[0] for line in lines] == list(map(str, new))
@@ -384,14 +384,14 @@ def test_prediction_round_trip_from_the_saved_model(tmp_path, prepared, folder):
 
     bad = subprocess.run(
         [sys.executable, "-m", "snaketune.predict", str(tmp_path / "final" / "model.pt"), str(tmp_path / "missing.png")],
-        capture_output=True, text=True, cwd=REPO, env={"PYTHONPATH": str(REPO / "workflow" / "scripts"), "PATH": ""},
+        capture_output=True, text=True, cwd=REPO, env={"PATH": ""},
     )  # fmt: skip
     assert bad.returncode == 2 and "image" in bad.stderr and "missing.png does not exist" in bad.stderr
 
 
 def test_the_trainer_process_does_not_import_pillow():
     code = "import sys, snaketune.train; bad = {'PIL', 'sklearn', 'snakemake'} & set(sys.modules); assert not bad, bad"
-    subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": str(REPO / "workflow" / "scripts")})
+    subprocess.run([sys.executable, "-c", code], check=True, env={})
 
 
 # --- the example, end to end through the real CLI -----------------------------------------------

@@ -1,10 +1,11 @@
-"""search.trials_per_job: several trials per job, same results, each trial its own files; a killed pack redoes only what was unfinished."""
+"""search.trials_per_job: several trials per job, same results, each trial its own files; a killed pack trains nothing twice."""
 
 import json
 import sys
 
 import pandas as pd
 import pytest
+import yaml
 
 from conftest import Study, job_count, run_and_kill, tiny_config
 
@@ -38,20 +39,36 @@ def test_packed_study_gives_the_same_table_as_one_job_per_trial(tmp_path):
         assert "epoch    1" in (folder / "train.log").read_text()
 
 
-def test_a_killed_pack_redoes_only_its_unfinished_trials(tmp_path):
+def test_a_killed_pack_resumes_its_finished_trials_instead_of_training_them_again(tmp_path):
     cfg = config(8)
     cfg["search_space"]["epochs"] = 30
     cfg["data"]["n_samples"] = 1500
     s = Study(tmp_path, cfg)
     results = lambda: sorted(s.results.glob("trials/*/result.json"))  # noqa: E731
     run_and_kill(s, lambda: len(results()) >= 2)
-    finished = {p: p.stat().st_mtime_ns for p in results()}
+    finished = {p.parent.name: json.loads(p.read_text()) for p in results()}
     assert 1 <= len(finished) < 8
     s.run("--rerun-incomplete")
-    assert {p: p.stat().st_mtime_ns for p in finished} == finished
-    log = (s.results / "packs" / "pack-0.log").read_text()
-    assert log.count("already done") == len(finished)
+    for trial, before in finished.items():
+        metrics = json.loads((s.results / "trials" / trial / "metrics.json").read_text())
+        assert metrics["epochs_this_run"] == 0  # resumed at its last epoch: nothing trained twice
+        assert metrics["epochs_run"] == before["metrics"]["epochs_run"]
+        assert metrics["val_accuracy"] == before["metrics"]["val_accuracy"]
     assert len(s.table()) == 8 and (s.table()["status"] == "ok").all()
+    assert not list(s.results.glob("trials/*/checkpoint.pt"))  # a complete pack keeps no checkpoints
+
+
+def test_a_changed_objective_reruns_the_packs_and_ranks_by_the_new_one(tmp_path):
+    # Snakemake alone decides what reruns: the runner must not keep results made for the old objective.
+    s = Study(tmp_path, config(2, objective={"metric": "val_accuracy", "direction": "maximize"}))
+    s.run()
+    s.write(config(2, objective={"metric": "val_loss", "direction": "minimize"}))
+    s.run()
+    table = s.table()
+    assert (table["objective"] == table["val_loss"]).all()
+    assert table["objective"].is_monotonic_increasing  # best (lowest loss) first
+    best = yaml.safe_load((s.results / "best.yaml").read_text())
+    assert best["metric"] == "val_loss" and best["trial"] == table.loc[table["val_loss"].idxmin(), "trial"]
 
 
 def test_custom_trainers_in_a_pack_keep_their_own_processes_and_failures(tmp_path):

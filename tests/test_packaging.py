@@ -1,5 +1,9 @@
-"""pyproject.toml, envs/*.yaml and the Dockerfile name the same software with compatible versions."""
+"""pyproject.toml, envs/*.yaml and the Dockerfile name the same software with compatible versions,
+and the library's modules import each other without cycles and without Snakemake."""
 
+from __future__ import annotations
+
+import ast
 import re
 import tomllib
 
@@ -11,6 +15,9 @@ from conftest import REPO
 
 # conda-forge names of the PyPI packages where they differ
 CONDA_NAMES = {"torch": "pytorch", "matplotlib": "matplotlib-base"}
+# The pip: entry of envs/snaketune.yaml that installs snaketune itself (tests/test_install.py runs it).
+PROJECT_ENTRY = re.compile(r"(-e\s+)?\$\{SNAKETUNE_SOURCE\}")
+LIBRARY = REPO / "src" / "snaketune"
 
 
 def pyproject_requirements() -> dict[str, SpecifierSet]:
@@ -19,14 +26,22 @@ def pyproject_requirements() -> dict[str, SpecifierSet]:
     return {r.name.lower(): r.specifier for r in reqs}
 
 
+def conda_env() -> dict:
+    return yaml.safe_load((REPO / "envs" / "snaketune.yaml").read_text())
+
+
+def conda_pip_entries() -> list[str]:
+    return next(dep["pip"] for dep in conda_env()["dependencies"] if isinstance(dep, dict))
+
+
 def conda_requirements() -> dict[str, SpecifierSet]:
-    env = yaml.safe_load((REPO / "envs" / "snaketune.yaml").read_text())
     out = {}
-    for dep in env["dependencies"]:
+    for dep in conda_env()["dependencies"]:
         if isinstance(dep, dict):  # the pip: section
             for r in dep["pip"]:
-                req = Requirement(r.replace(" ", ""))
-                out[req.name.lower()] = req.specifier
+                if not PROJECT_ENTRY.fullmatch(r):
+                    req = Requirement(r.replace(" ", ""))
+                    out[req.name.lower()] = req.specifier
             continue
         name, _, spec = dep.partition(" ")
         out[name.lower()] = SpecifierSet(spec.replace(" ", ""))
@@ -45,19 +60,15 @@ def test_conda_env_lists_every_dependency_with_the_same_range():
         assert str(spec) == str(conda[name]), f"{name}: pyproject {spec} vs conda {conda[name]}"
 
 
-def test_the_report_works_without_the_test_extra():
-    # `snakemake --report` refuses to run without pygments; pytest pulls it into test installs,
-    # so only the README's plain install would lack it (it did once).
-    assert "pygments" in pyproject_requirements()
+def test_conda_env_installs_snaketune_itself_once():
+    entries = [e for e in conda_pip_entries() if PROJECT_ENTRY.fullmatch(e)]
+    assert len(entries) == 1, f"envs/snaketune.yaml must install snaketune once under pip:, has {entries}"
 
 
 def test_python_versions_agree():
     data = tomllib.loads((REPO / "pyproject.toml").read_text())
     requires = SpecifierSet(data["project"]["requires-python"])
-    env = yaml.safe_load((REPO / "envs" / "snaketune.yaml").read_text())
-    conda_python = SpecifierSet(
-        next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python ")).split(" ", 1)[1].replace(" ", "")
-    )
+    conda_python = conda_requirements()["python"]
     docker_python = re.search(r"^FROM python:(\d+\.\d+)", (REPO / "Dockerfile").read_text(), re.M).group(1)
     for version in (docker_python, "3.11"):
         assert version in requires and version in conda_python
@@ -68,7 +79,8 @@ def test_dockerfile_installs_the_project_and_a_compatible_torch():
     torch_default = re.search(r'^ARG TORCH_SPEC="([^"]+)"', text, re.M).group(1)
     assert Requirement(torch_default).specifier == pyproject_requirements()["torch"]
     assert re.search(r"pip install \.(\s|$)", text), "the image must install the project (and so pyproject's dependencies)"
-    for path in ("pyproject.toml", "workflow", "Snakefile", "config", "profiles", "envs"):
+    assert "PYTHONPATH" not in text and "sys.path" not in text, "the image imports the installed library, nothing else"
+    for path in ("pyproject.toml", "src", "workflow", "Snakefile", "config", "profiles", "envs"):
         assert re.search(rf"^COPY {path}\b", text, re.M), f"the image lacks {path}"
 
 
@@ -81,3 +93,48 @@ def test_snakefile_names_the_container_and_every_rule_an_env():
         text = smk.read_text()
         n_rules = len(re.findall(r"^rule \w+:", text, re.M))
         assert text.count('conda:\n        "../../envs/snaketune.yaml"') == n_rules, f"{smk.name}: a rule without conda env"
+
+
+def library_imports() -> dict[str, set[str]]:
+    """Each module of src/snaketune and the modules it imports (anywhere in it, functions included)."""
+    modules = {p.stem for p in LIBRARY.glob("*.py")}
+    graph = {}
+    for path in LIBRARY.glob("*.py"):
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = ("snaketune." + (node.module or "")).rstrip(".") if node.level else (node.module or "")
+                found.add(base)
+                found |= {f"{base}.{a.name}" for a in node.names if base == "snaketune" and a.name in modules}
+        graph[path.stem] = found
+    return graph
+
+
+def cycles_through(start: str, graph: dict[str, set[str]]) -> list[list[str]]:
+    """Import cycles among the modules ``start`` reaches."""
+    edges = {m: {i.split(".")[1] for i in imports if i.startswith("snaketune.")} - {m} for m, imports in graph.items()}
+    found, path = [], []
+
+    def visit(module: str) -> None:
+        if module in path:
+            found.append(path[path.index(module) :] + [module])
+            return
+        path.append(module)
+        for dep in sorted(edges.get(module, ())):
+            visit(dep)
+        path.pop()
+
+    visit(start)
+    return found
+
+
+def test_the_config_checks_import_no_module_that_imports_them_back():
+    # config imported hparams, and hparams imported config (for its "did you mean" helper).
+    assert cycles_through("config", library_imports()) == []
+
+
+def test_the_library_never_imports_snakemake():
+    users = sorted(m for m, imports in library_imports().items() if any(i.split(".")[0] == "snakemake" for i in imports))
+    assert not users, f"src/snaketune/{users[0]}.py imports snakemake; the library must work without it (DESIGN.md)"

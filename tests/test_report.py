@@ -15,10 +15,12 @@ from PIL import Image
 from snaketune import plots
 from snaketune.export import build_study, write_journal
 from snaketune.files import write_json
+from snaketune.layout import Layout
+from snaketune.records import best_record, ranked, records_in_completion_order
 from snaketune.space import SearchSpace
 from snaketune.summary import print_run_summary, run_summary
 from snaketune.table import collect, write_table
-from snaketune.trial_files import epoch_values, history_files, records_in_completion_order
+from snaketune.trial_files import epoch_values
 
 SPACE = {
     "lr": {"type": "float", "low": 1.0e-4, "high": 1.0e-1, "log": True},
@@ -126,7 +128,7 @@ def draw(name: str, path: Path, records, space: SearchSpace, results: Path, metr
     elif name == "slices":
         plots.plot_slices(path, records, space, **kw)
     elif name == "curves":
-        curves = plots.learning_curves(results / "trials", records, final_dir=results / "final", **kw)
+        curves = plots.learning_curves(Layout.at(results), records, final=True, **kw)
         plots.plot_learning_curves(path, curves, metric=metric)
 
 
@@ -225,10 +227,8 @@ def test_learning_curves_of_the_best_trials_and_the_final_retrain(tmp_path):
     results, files, _ = make_study(tmp_path, folds=3)
     _write_history(results / "final" / "history.csv", [{"epoch": 1, "train_loss": 1.0, "test_loss": 1.1, "test_accuracy": 0.7}])
     records = records_in_completion_order(files)
-    curves = plots.learning_curves(
-        results / "trials", records, metric="val_accuracy", direction="maximize", top=2, final_dir=results / "final"
-    )
-    best_two = [r["trial"] for r in plots.ranked(records, "val_accuracy", "maximize")[:2]]
+    curves = plots.learning_curves(Layout.at(results), records, metric="val_accuracy", direction="maximize", top=2, final=True)
+    best_two = [r["trial"] for r in ranked(records, "val_accuracy", "maximize")[:2]]
     assert [(c.name, c.fold) for c in curves[:-1]] == [(t, f) for t in best_two for f in range(3)]
     assert curves[-1].final and curves[-1].history["test_accuracy"] == [0.7]
     assert curves[0].label.startswith(best_two[0]) and curves[0].label.endswith(", all folds")
@@ -243,11 +243,13 @@ def test_schedule_curves_come_from_the_highest_rung_and_mark_where_rungs_ended(t
     results, files, _ = make_study(tmp_path, schedule=True)
     records = records_in_completion_order(files)
     promoted = records_by(records)["r0000"]
-    assert promoted["rung"] == 1 and history_files(results / "trials", promoted) == [results / "trials/r0000/rung-1/history.csv"]
-    curves = plots.learning_curves(results / "trials", records, metric="val_accuracy", direction="maximize", top=8)
+    assert promoted["rung"] == 1 and Layout.at(results).trial_history_files(promoted) == [
+        results / "trials/r0000/rung-1/history.csv"
+    ]
+    curves = plots.learning_curves(Layout.at(results), records, metric="val_accuracy", direction="maximize", top=8)
     assert all(c.rung_ends == [2.0] for c in curves if c.name == "r0000")
     # The best trial is one that reached the largest budget, as in trials.tsv.
-    assert plots.best_record(records, "val_accuracy", "maximize")["budget"] == 6
+    assert best_record(records, "val_accuracy", "maximize")["budget"] == 6
 
 
 def test_completion_order_follows_the_result_files_times(tmp_path):
@@ -314,7 +316,7 @@ def test_journal_round_trip_matches_the_table(tmp_path):
     results, files, space = make_study(tmp_path, n_ok=6, n_failed=2)
     records = records_in_completion_order(files)
     journal = results / "optuna.journal"
-    kw = {"metric": "val_accuracy", "direction": "maximize", "study_name": "synth", "trials_dir": results / "trials"}
+    kw = {"metric": "val_accuracy", "direction": "maximize", "study_name": "synth", "layout": Layout.at(results)}
     write_journal(journal, records, space, **kw)
     write_journal(journal, records, space, **kw)  # a rerun replaces the file, never appends to it
     study = _load(journal)
@@ -342,9 +344,7 @@ def test_schedule_trials_stopped_early_are_pruned(tmp_path):
 
     results, files, space = make_study(tmp_path, schedule=True, n_failed=0)
     records = records_in_completion_order(files)
-    study = build_study(
-        records, space, metric="val_accuracy", direction="maximize", study_name="s", trials_dir=results / "trials"
-    )
+    study = build_study(records, space, metric="val_accuracy", direction="maximize", study_name="s", layout=Layout.at(results))
     states = {t.user_attrs["trial"]: t.state for t in study.trials}
     assert {k for k, s in states.items() if s == optuna.trial.TrialState.COMPLETE} == {f"r{k:04d}" for k in range(0, 8, 2)}
     assert {k for k, s in states.items() if s == optuna.trial.TrialState.PRUNED} == {f"r{k:04d}" for k in range(1, 8, 2)}

@@ -5,11 +5,13 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
+import torch
 import yaml
 
-from conftest import REPO
+from conftest import run_spec
 from snaketune.data import prepare
 from snaketune.runner import run_trial
 from snaketune.train import TrialSettings, train
@@ -37,7 +39,7 @@ def settings(tmp_path, data, name, params=PARAMS, **kw):
     out = tmp_path / name
     out.mkdir(exist_ok=True)
     (out / "params.yaml").write_text(yaml.safe_dump(params))
-    return TrialSettings(params=out / "params.yaml", out=out, data=data, seed=3, **kw)
+    return TrialSettings(params=out / "params.yaml", out=out, data=data, **{"seed": 3, **kw})
 
 
 def without_seconds(path):
@@ -58,19 +60,96 @@ def test_resumed_trial_equals_uninterrupted(tmp_path, data, patience):
     assert without_seconds(tmp_path / "rest" / "history.csv") == without_seconds(tmp_path / "full" / "history.csv")
 
 
+@pytest.mark.parametrize(
+    "schedule",
+    [{"lr_schedule": "cosine", "warmup_epochs": 2}, {"lr_schedule": "step", "lr_step_size": 2, "lr_gamma": 0.5}],
+    ids=lambda s: s["lr_schedule"],
+)
+def test_a_resume_in_the_middle_of_a_schedule_equals_uninterrupted(tmp_path, data, schedule):
+    """The lr is a function of the epoch and the `epochs` parameter, not of the budget: the run
+    resumed after epoch 3 (a promoted multi-fidelity trial) trains on along the same schedule."""
+    params = dict(PARAMS, lr=0.05, **schedule)
+    full = train(settings(tmp_path, data, "full", params=params, patience=0))
+    train(settings(tmp_path, data, "part", params=params, patience=0, budget=3))
+    rest = train(settings(tmp_path, data, "rest", params=params, patience=0, resume=tmp_path / "part" / "checkpoint.pt"))
+    assert rest["epochs_this_run"] == 8 - 3
+    for key in ("val_loss", "val_accuracy", "best_epoch", "epochs_run", "train_loss"):
+        assert rest[key] == full[key], key
+    history = without_seconds(tmp_path / "rest" / "history.csv")
+    assert history == without_seconds(tmp_path / "full" / "history.csv")
+    assert history[0].endswith(",lr") and len({line.rsplit(",", 1)[1] for line in history[1:]}) > 2
+
+
+def test_a_resumed_final_retrain_equals_uninterrupted(tmp_path, data):
+    """A preempted final retrain continues from its checkpoint; the test rows are still evaluated once, at the end."""
+    params = dict(PARAMS, lr_schedule="cosine")
+    full = train(settings(tmp_path, data, "full", params=params, stage="final", budget=6))
+    part = settings(tmp_path, data, "cut", params=params, stage="final", budget=2)
+    train(part)
+    rest = train(settings(tmp_path, data, "rest", params=params, stage="final", budget=6, resume=part.out / "checkpoint.pt"))
+    assert rest["epochs_this_run"] == 4
+    for key in ("test_loss", "test_accuracy", "epochs_run", "best_epoch", "train_loss"):
+        assert rest[key] == full[key], key
+    assert without_seconds(tmp_path / "rest" / "history.csv") == without_seconds(tmp_path / "full" / "history.csv")
+
+
 def test_a_checkpoint_of_other_parameters_is_ignored(tmp_path, data, capsys):
     train(settings(tmp_path, data, "a", budget=2))
     other = dict(PARAMS, lr=0.02)
     m = train(settings(tmp_path, data, "b", params=other, budget=2, resume=tmp_path / "a" / "checkpoint.pt"))
     assert m["epochs_run"] == 2
-    assert "belongs to other parameters" in capsys.readouterr().out
+    assert "belongs to other settings (params " in capsys.readouterr().out
+
+
+def test_a_checkpoint_made_for_another_objective_is_ignored(tmp_path, data, capsys):
+    """A study whose objective changed must not continue runs whose early stopping and best
+    weights followed the old one."""
+    train(settings(tmp_path, data, "acc", budget=2, metric="val_accuracy"))
+    m = train(settings(tmp_path, data, "loss", budget=3, metric="val_loss", resume=tmp_path / "acc" / "checkpoint.pt"))
+    assert m["epochs_this_run"] == 3 == m["epochs_run"]  # started afresh
+    out = capsys.readouterr().out
+    assert "metric 'val_accuracy' there, 'val_loss' here" in out and "resumed from" not in out
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"direction": "minimize"}, {"patience": 3}, {"min_delta": 0.01}, {"restore_best": False}, {"seed": 4}, {"stage": "final"}],
+    ids=lambda c: next(iter(c)),
+)
+def test_every_setting_that_changes_the_run_is_part_of_the_identity(tmp_path, data, capsys, change):
+    train(settings(tmp_path, data, "a", budget=2))
+    m = train(settings(tmp_path, data, "b", budget=3, resume=tmp_path / "a" / "checkpoint.pt", **change))
+    assert m["epochs_this_run"] == 3, "started afresh"
+    assert f"{next(iter(change))} " in capsys.readouterr().out.split("belongs to other settings", 1)[1]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="resuming on a CUDA device needs one")
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_resumed_trial_on_cuda_equals_uninterrupted(tmp_path, data, optimizer):
+    """The checkpoint's tensors (model, optimiser state, best weights) go to the training device, so
+    the first step after a resume runs on CUDA; the run then ends where an uninterrupted one does."""
+    params = dict(PARAMS, optimizer=optimizer, momentum=0.9)
+    kw = {"params": params, "device": "cuda", "patience": 2, "checkpoint_every": 0}
+    full = train(settings(tmp_path, data, "full", **kw))
+    first = train(settings(tmp_path, data, "part", budget=3, **kw))
+    assert first["device"] == "cuda" and first["epochs_run"] == 3
+    rest = train(settings(tmp_path, data, "rest", resume=tmp_path / "part" / "checkpoint.pt", **kw))
+    assert rest["device"] == "cuda"
+    assert rest["epochs_this_run"] == full["epochs_run"] - 3  # only the missing epochs were trained
+    assert (rest["epochs_run"], rest["best_epoch"]) == (full["epochs_run"], full["best_epoch"])
+    for key in ("val_loss", "val_accuracy", "train_loss"):
+        assert rest[key] == pytest.approx(full[key], rel=1e-5), key
+    resumed = [line.split(",") for line in without_seconds(tmp_path / "rest" / "history.csv")]
+    uninterrupted = [line.split(",") for line in without_seconds(tmp_path / "full" / "history.csv")]
+    assert [r[0] for r in resumed] == [r[0] for r in uninterrupted]
+    for a, b in zip(resumed[1:], uninterrupted[1:]):
+        assert [float(v) for v in a[1:]] == pytest.approx([float(v) for v in b[1:]], rel=1e-5)
 
 
 def trainer_env(tmp_path, data, name, **extra):
     s = settings(tmp_path, data, name)
     env = {
         **os.environ,
-        "PYTHONPATH": str(REPO / "workflow" / "scripts"),
         "SNAKETUNE_PARAMS": str(s.params),
         "SNAKETUNE_OUT": str(s.out),
         "SNAKETUNE_DATA": str(data),
@@ -118,14 +197,7 @@ def test_sigterm_keeps_the_checkpoint_and_a_rerun_resumes(tmp_path, data):
 def test_runner_does_not_record_a_preempted_trial(tmp_path):
     script = tmp_path / "t.py"
     script.write_text("import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\n")
-    spec = {
-        "trial": "t",
-        "trial_dir": str(tmp_path / "t"),
-        "params": {"x": 1},
-        "data": "d",
-        "metric": "m",
-        "command": f"{sys.executable} {script}",
-    }
+    spec = run_spec(tmp_path / "t", f"{sys.executable} {script}", data="d", params={"x": 1}, metric="m")
     from snaketune.runner import Preempted
 
     with pytest.raises(Preempted, match="rerun resumes"):
@@ -143,19 +215,10 @@ def test_runner_resumes_from_its_own_checkpoint_first(tmp_path):
     script.write_text(
         "import json, os\njson.dump({'m': 1, 'resume': os.environ['SNAKETUNE_RESUME']}, open(os.path.join(os.environ['SNAKETUNE_OUT'], 'metrics.json'), 'w'))\n"
     )
-    spec = {
-        "trial": "t",
-        "trial_dir": str(out),
-        "params": {"x": 1},
-        "data": "d",
-        "metric": "m",
-        "command": f"{sys.executable} {script}",
-        "resume": str(prev),
-    }
+    spec = run_spec(out, f"{sys.executable} {script}", data="d", params={"x": 1}, metric="m", resume=str(prev))
     assert run_trial(spec)["metrics"]["resume"] == str(out / "checkpoint.pt")
     assert not (out / "checkpoint.pt").exists()  # a finished trial drops its checkpoint ...
-    spec["keep_checkpoint"] = True
-    assert run_trial(spec)["metrics"]["resume"] == str(prev)  # ... and then the named one is used
+    assert run_trial(replace(spec, keep_checkpoint=True))["metrics"]["resume"] == str(prev)  # ... and then the named one is used
 
 
 def test_short_epochs_are_checkpointed_at_most_once_per_interval_and_after_the_last(tmp_path, data, monkeypatch):

@@ -8,23 +8,15 @@ import textwrap
 import pytest
 import yaml
 
+from conftest import run_spec
 from snaketune.runner import failure_reason, render_command, run_trial
 
 
 def spec(tmp_path, command, **over):
-    s = {
-        "trial": "t1",
-        "trial_dir": str(tmp_path / "trials" / "t1"),
-        "params": {"x": 1.5, "name": "a b"},
-        "data": str(tmp_path / "data.npz"),
-        "stage": "search",
-        "seed": 11,
-        "metric": "score",
-        "direction": "maximize",
-        "command": command,
-    }
-    s.update(over)
-    return s
+    params = {"x": 1.5, "name": "a b"}
+    return run_spec(
+        tmp_path / "trials" / "t1", command, data=tmp_path / "data.npz", params=params, metric="score", seed=11, **over
+    )
 
 
 def script(tmp_path, body: str) -> str:

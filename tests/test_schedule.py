@@ -54,13 +54,13 @@ def test_promote_takes_the_best_ok_trials(direction, expected):
         {"trial": "x", "status": "failed", "objective": None},
         {"trial": "d", "status": "ok", "objective": 0.4},
     ]
-    assert promote(records, 2, direction) == expected
+    assert promote(records, 2, "score", direction) == expected
 
 
 def test_promote_ties_keep_trial_order_and_fewer_ok_than_slots():
     records = [{"trial": t, "status": "ok", "objective": 1.0} for t in "abc"]
-    assert promote(records, 2, "maximize") == ["a", "b"]
-    assert promote(records[:1] + [{"trial": "z", "status": "failed"}], 3, "maximize") == ["a"]
+    assert promote(records, 2, "score", "maximize") == ["a", "b"]
+    assert promote(records[:1] + [{"trial": "z", "status": "failed"}], 3, "score", "maximize") == ["a"]
 
 
 def test_bohb_fits_on_the_largest_budget_with_enough_results():

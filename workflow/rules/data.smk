@@ -3,12 +3,12 @@
 
 rule prepare_data:
     output:
-        data=DATA_FILE,
-        summary=f"{RESULTS}/data/summary.json",
+        data=L.data,
+        summary=L.data_summary,
     log:
-        f"{RESULTS}/logs/prepare_data.log",
+        L.log("prepare_data"),
     benchmark:
-        f"{RESULTS}/benchmarks/prepare_data.tsv"
+        L.benchmark("prepare_data")
     conda:
         "../../envs/snaketune.yaml"
     params:

@@ -1,64 +1,63 @@
-# For people: the report's figures and trials table, the study as an Optuna journal, the summary.
+# For people: the report's figures and trials table, the study as an Optuna journal.
 # `snakemake --report results/<study>/report.html` gathers the outputs wrapped in report().
 from snaketune.summary import print_run_summary  # the Snakefile's onsuccess handler
 
-REPORT_DIR = f"{RESULTS}/report"
 # The confusion matrix needs the built-in trainer's model file.
-CONFUSION_MATRIX = config["final"]["retrain"] and BUILTIN_TRAINER
+CONFUSION_MATRIX = config["final"]["retrain"] and PLAN.builtin_trainer
 
 
 rule plot_study:
     input:
-        table=f"{RESULTS}/trials.tsv",
-        records=f"{RESULTS}/trials.json",
-        final=f"{RESULTS}/final/metrics.json" if config["final"]["retrain"] else [],
+        table=L.table,
+        records=L.records,
+        final=L.final_file("metrics.json") if config["final"]["retrain"] else [],
     output:
         history=report(
-            f"{REPORT_DIR}/optimisation_history.png",
-            caption="../report/optimisation_history.rst",
+            L.figure("optimisation_history.png"),
+            caption=str(CAPTIONS / "optimisation_history.rst"),
             category=STUDY,
             subcategory="search",
             labels={"figure": "optimisation history"},
         ),
         parallel=report(
-            f"{REPORT_DIR}/parallel_coordinates.png",
-            caption="../report/parallel_coordinates.rst",
+            L.figure("parallel_coordinates.png"),
+            caption=str(CAPTIONS / "parallel_coordinates.rst"),
             category=STUDY,
             subcategory="search",
             labels={"figure": "parallel coordinates"},
         ),
         importances=report(
-            f"{REPORT_DIR}/param_importances.png",
-            caption="../report/param_importances.rst",
+            L.figure("param_importances.png"),
+            caption=str(CAPTIONS / "param_importances.rst"),
             category=STUDY,
             subcategory="search",
             labels={"figure": "parameter importances"},
         ),
         slices=report(
-            f"{REPORT_DIR}/slices.png",
-            caption="../report/slices.rst",
+            L.figure("slices.png"),
+            caption=str(CAPTIONS / "slices.rst"),
             category=STUDY,
             subcategory="search",
             labels={"figure": "objective per parameter"},
         ),
         curves=report(
-            f"{REPORT_DIR}/learning_curves.png",
-            caption="../report/learning_curves.rst",
+            L.figure("learning_curves.png"),
+            caption=str(CAPTIONS / "learning_curves.rst"),
             category=STUDY,
             subcategory="search",
             labels={"figure": "learning curves"},
         ),
         table=report(
-            f"{REPORT_DIR}/trials.html",
-            caption="../report/trials.rst",
+            L.figure("trials.html"),
+            caption=str(CAPTIONS / "trials.rst"),
             category=STUDY,
             subcategory="trials",
             labels={"figure": "trials table"},
         ),
     log:
-        f"{RESULTS}/logs/plot_study.log",
+        L.log("plot_study"),
     benchmark:
-        f"{RESULTS}/benchmarks/plot_study.tsv"
+        L.benchmark("plot_study")
     conda:
         "../../envs/snaketune.yaml"
     params:
@@ -73,21 +72,21 @@ rule plot_study:
 
 rule plot_confusion_matrix:
     input:
-        model=f"{RESULTS}/final/model.pt",
-        metrics=f"{RESULTS}/final/metrics.json",
-        data=DATA_FILE,
+        model=L.final_file("model.pt"),
+        metrics=L.final_file("metrics.json"),
+        data=L.data,
     output:
         plot=report(
-            f"{REPORT_DIR}/confusion_matrix.png",
-            caption="../report/confusion_matrix.rst",
+            L.figure("confusion_matrix.png"),
+            caption=str(CAPTIONS / "confusion_matrix.rst"),
             category=STUDY,
             subcategory="final model",
             labels={"figure": "confusion matrix (test set)"},
         ),
     log:
-        f"{RESULTS}/logs/plot_confusion_matrix.log",
+        L.log("plot_confusion_matrix"),
     benchmark:
-        f"{RESULTS}/benchmarks/plot_confusion_matrix.tsv"
+        L.benchmark("plot_confusion_matrix")
     conda:
         "../../envs/snaketune.yaml"
     script:
@@ -96,14 +95,14 @@ rule plot_confusion_matrix:
 
 rule export_optuna:
     input:
-        table=f"{RESULTS}/trials.tsv",
-        records=f"{RESULTS}/trials.json",
+        table=L.table,
+        records=L.records,
     output:
-        journal=f"{RESULTS}/optuna.journal",
+        journal=L.journal,
     log:
-        f"{RESULTS}/logs/export_optuna.log",
+        L.log("export_optuna"),
     benchmark:
-        f"{RESULTS}/benchmarks/export_optuna.tsv"
+        L.benchmark("export_optuna")
     conda:
         "../../envs/snaketune.yaml"
     params:

@@ -5,39 +5,32 @@ rule promote:
     input:
         results=promote_inputs,
     output:
-        promotion=f"{RESULTS}/rungs/b{{bracket}}/promote-r{{rung}}.yaml",
+        promotion=L.promotion_file("{bracket}", "{rung}"),
     log:
-        f"{RESULTS}/rungs/b{{bracket}}/promote-r{{rung}}.log",
+        L.log("promote/b{bracket}-r{rung}"),
     benchmark:
-        f"{RESULTS}/benchmarks/promote/b{{bracket}}-r{{rung}}.tsv"
+        L.benchmark("promote/b{bracket}-r{rung}")
     conda:
         "../../envs/snaketune.yaml"
     params:
         n=promote_size,
+        metric=config["objective"]["metric"],
         direction=config["objective"]["direction"],
     script:
         "../scripts/promote.py"
 
 
-rule train_rung:
+# One slot of a rung: its trial trains in trials/<trial>/rung-<i>/ (known only at run time).
+use rule train_trial as train_rung with:
     input:
         unpack(slot_inputs),
+        data=L.data,
     output:
-        result=f"{RESULTS}/rungs/b{{bracket}}/r{{rung}}/s{{slot}}.json",
+        result=L.slot_file("{bracket}", "{rung}", "{slot}"),
     log:
-        f"{RESULTS}/rungs/b{{bracket}}/r{{rung}}/s{{slot}}.log",
+        L.slot_log("{bracket}", "{rung}", "{slot}"),
     benchmark:
-        f"{RESULTS}/rungs/b{{bracket}}/r{{rung}}/s{{slot}}.benchmark.tsv"
-    conda:
-        "../../envs/snaketune.yaml"
-    threads: 1
-    resources:
-        gpu=1,
-        trial_timeout_s=TRAINER_TIMEOUT_S,
-        runner=RUN_TRIAL,
+        L.benchmark("rungs/b{bracket}-r{rung}-s{slot}")
     params:
         spec=slot_spec,
         device=TRAINER_DEVICE,
-    shell:
-        "python {resources.runner:q} --spec {params.spec:q} --threads {threads} "
-        "--timeout {resources.trial_timeout_s} --device {params.device} > {log:q} 2>&1"

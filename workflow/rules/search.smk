@@ -5,11 +5,11 @@ rule propose:
     input:
         results=earlier_round_results,
     output:
-        proposals=f"{RESULTS}/rounds/round-{{round}}.yaml",
+        proposals=L.round_file("{round}"),
     log:
-        f"{RESULTS}/logs/propose/round-{{round}}.log",
+        L.log("propose/round-{round}"),
     benchmark:
-        f"{RESULTS}/benchmarks/propose/round-{{round}}.tsv"
+        L.benchmark("propose/round-{round}")
     conda:
         "../../envs/snaketune.yaml"
     params:
@@ -22,70 +22,63 @@ rule propose:
 
 
 # {run} is a trial id, or <trial>/fold-<k> with cross-validation (one job per trial and fold).
+# The trainer also writes metrics.json, history.csv and checkpoint.pt there when it can; a failed
+# trial may lack them, so result.json (which holds the metrics) is what the study reads.
 rule train_trial:
     input:
-        data=DATA_FILE,
+        data=L.data,
         proposals=TRIAL_PROPOSALS,
     output:
-        result=f"{TRIALS_DIR}/{{run}}/result.json",
+        result=L.result("{run}"),
+        params=L.run_file("{run}", "params.yaml"),
     log:
-        f"{TRIALS_DIR}/{{run}}/train.log",
+        L.run_file("{run}", "train.log"),
     benchmark:
-        f"{TRIALS_DIR}/{{run}}/benchmark.tsv"
+        L.run_file("{run}", "benchmark.tsv")
     conda:
         "../../envs/snaketune.yaml"
     threads: 1
     resources:
         gpu=1,
         trial_timeout_s=TRAINER_TIMEOUT_S,
-        runner=RUN_TRIAL,
     params:
         spec=trial_spec,
         device=TRAINER_DEVICE,
     shell:
-        "python {resources.runner:q} --spec {params.spec:q} --threads {threads} "
+        "snaketune-trial --spec {params.spec:q} --threads {threads} "
         "--timeout {resources.trial_timeout_s} --device {params.device} > {log:q} 2>&1"
 
 
 # With search.trials_per_job > 1: several runs per job, each still with its own folder and result.
-rule train_pack:
+use rule train_trial as train_pack with:
     input:
-        unpack(pack_inputs),
+        data=L.data,
+        proposals=pack_proposals,
     output:
-        pack=f"{RESULTS}/packs/pack-{{pack}}.json",
+        pack=L.pack_file("{pack}"),
     log:
-        f"{RESULTS}/packs/pack-{{pack}}.log",
+        L.pack_log("{pack}"),
     benchmark:
-        f"{RESULTS}/packs/pack-{{pack}}.benchmark.tsv"
-    conda:
-        "../../envs/snaketune.yaml"
-    threads: 1
-    resources:
-        gpu=1,
-        trial_timeout_s=TRAINER_TIMEOUT_S,
-        runner=RUN_TRIAL,
+        L.benchmark("packs/pack-{pack}")
     params:
         spec=pack_spec,
         device=TRAINER_DEVICE,
-    shell:
-        "python {resources.runner:q} --spec {params.spec:q} --threads {threads} "
-        "--timeout {resources.trial_timeout_s} --device {params.device} > {log:q} 2>&1"
 
 
 rule collect:
     input:
         results=study_results,
     output:
-        table=f"{RESULTS}/trials.tsv",
-        records=f"{RESULTS}/trials.json",
+        table=L.table,
+        records=L.records,
     log:
-        f"{RESULTS}/logs/collect.log",
+        L.log("collect"),
     benchmark:
-        f"{RESULTS}/benchmarks/collect.tsv"
+        L.benchmark("collect")
     conda:
         "../../envs/snaketune.yaml"
     params:
-        param_names=PARAM_NAMES,
+        param_names=PLAN.param_names,
         metric=config["objective"]["metric"],
         direction=config["objective"]["direction"],
     script:

@@ -3,14 +3,14 @@
 
 rule select_best:
     input:
-        table=f"{RESULTS}/trials.tsv",
-        records=f"{RESULTS}/trials.json",
+        table=L.table,
+        records=L.records,
     output:
-        best=f"{RESULTS}/best.yaml",
+        best=L.best,
     log:
-        f"{RESULTS}/logs/select_best.log",
+        L.log("select_best"),
     benchmark:
-        f"{RESULTS}/benchmarks/select_best.tsv"
+        L.benchmark("select_best")
     conda:
         "../../envs/snaketune.yaml"
     params:
@@ -21,30 +21,85 @@ rule select_best:
         "../scripts/select_best.py"
 
 
-rule retrain_best:
+if PLAN.final_repeats == 1:
+
+    use rule train_trial as retrain_best with:
+        input:
+            best=L.best,
+            data=L.data,
+        output:
+            **final_outputs(),
+        log:
+            L.final_file("train.log"),
+        benchmark:
+            L.benchmark("retrain_best")
+        params:
+            spec=final_spec,
+            device=TRAINER_DEVICE,
+
+else:  # final.repeats > 1: each retrain in final/repeat-<r>/, then `finalise` combines them
+
+    use rule train_trial as retrain_best with:
+        input:
+            best=L.best,
+            data=L.data,
+        output:
+            **final_outputs("{repeat}"),
+        log:
+            L.final_file("train.log", "{repeat}"),
+        benchmark:
+            L.benchmark("retrain_best/repeat-{repeat}")
+        params:
+            spec=final_spec,
+            device=TRAINER_DEVICE,
+
+    rule finalise:
+        input:
+            results=[L.final_file("result.json", r) for r in range(PLAN.final_repeats)],
+            models=(
+                [L.final_file("model.pt", r) for r in range(PLAN.final_repeats)]
+                if PLAN.builtin_trainer
+                else []
+            ),
+            data=L.data,
+        output:
+            metrics=L.final_file("metrics.json"),
+            model=L.final_file("model.pt") if PLAN.builtin_trainer else [],
+        log:
+            L.log("finalise"),
+        benchmark:
+            L.benchmark("finalise")
+        conda:
+            "../../envs/snaketune.yaml"
+        params:
+            study=STUDY,
+            repeats=PLAN.final_repeats,
+            ensemble=config["final"]["ensemble"],
+            builtin=PLAN.builtin_trainer,
+        script:
+            "../scripts/finalise.py"
+
+
+# The study's summary for people (also printed at the end of a run).
+rule summarise:
     input:
-        best=f"{RESULTS}/best.yaml",
-        data=DATA_FILE,
+        table=L.table,
+        best=L.best,
+        final=L.final_file("metrics.json") if config["final"]["retrain"] else [],
     output:
-        **final_outputs(),
+        summary=L.summary,
     log:
-        f"{RESULTS}/final/train.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/retrain_best.tsv"
+        L.log("summarise"),
     conda:
         "../../envs/snaketune.yaml"
-    threads: 1
-    resources:
-        gpu=1,
-        trial_timeout_s=TRAINER_TIMEOUT_S,
-        runner=RUN_TRIAL,
-        summarise=SUMMARISE,
     params:
-        spec=final_spec,
-        device=TRAINER_DEVICE,
-        results=lambda wildcards, input: Path(input.best).parent,
-    shell:
-        # The study's summary ends the log; a summary that cannot be written never fails the job.
-        "python {resources.runner:q} --spec {params.spec:q} --threads {threads} "
-        "--timeout {resources.trial_timeout_s} --device {params.device} > {log:q} 2>&1 && "
-        "{{ python {resources.summarise:q} --results {params.results:q} >> {log:q} 2>&1 || true; }}"
+        searched=[
+            p.name
+            for p in snaketune.SearchSpace.from_config(
+                config["search_space"]
+            ).searched()
+        ],
+        retrain=config["final"]["retrain"],
+        configfiles=workflow.overwrite_configfiles,
+    script:
+        "../scripts/summarise.py"

@@ -1,13 +1,15 @@
 """Snakemake script: the study as an Optuna journal file, for optuna-dashboard."""
 
-from pathlib import Path
-
-from snaketune.export import write_journal
-from snaketune.files import read_json
-from snaketune.space import SearchSpace
+import sys
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
-trials_dir = Path(sm.input.table).parent / "trials"  # results/<study>/trials/<trial>/history.csv
+sys.stderr = log = open(sm.log[0], "w", buffering=1)  # from here on a traceback lands in the job's log
+
+from snaketune.export import write_journal  # noqa: E402
+from snaketune.files import read_json  # noqa: E402
+from snaketune.layout import Layout  # noqa: E402
+from snaketune.space import SearchSpace  # noqa: E402
+
 records = read_json(sm.input.records)  # trials.json: every trial, in completion order
 write_journal(
     sm.output.journal,
@@ -16,8 +18,7 @@ write_journal(
     metric=sm.params.metric,
     direction=sm.params.direction,
     study_name=sm.params.study,
-    trials_dir=trials_dir,
+    layout=Layout(sm.params.study),
     user_attrs={"search": sm.params.search},
 )
-with open(sm.log[0], "w") as log:
-    print(f"{len(records)} trials -> {sm.output.journal} (study {sm.params.study!r})", file=log)
+print(f"{len(records)} trials -> {sm.output.journal} (study {sm.params.study!r})", file=log)

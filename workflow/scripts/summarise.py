@@ -1,12 +1,20 @@
-"""Print a study's summary: ``python workflow/scripts/summarise.py --results results/<study>``.
-
-A plain command-line script (the final retrain appends its output to its log); Python puts this
-file's folder on ``sys.path``, so ``import snaketune`` works without installing anything.
-"""
+"""Snakemake script: the study's summary for people (results/<study>/summary.txt)."""
 
 import sys
 
-from snaketune.summary import main
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+sys.stderr = log = open(sm.log[0], "w", buffering=1)  # from here on a traceback lands in the job's log
 
-if __name__ == "__main__":
-    sys.exit(main())
+from pathlib import Path  # noqa: E402
+
+from snaketune.files import atomic_write_text  # noqa: E402
+from snaketune.summary import run_summary  # noqa: E402
+
+text = run_summary(
+    Path(sm.output.summary).parent,
+    searched=sm.params.searched,
+    retrain=sm.params.retrain,
+    configfiles=sm.params.configfiles,
+)
+atomic_write_text(sm.output.summary, (text or "") + "\n")
+print(f"-> {sm.output.summary}", file=log)

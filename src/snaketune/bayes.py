@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from snaketune.records import combine_records, rank_budget
 from snaketune.space import Categorical, Fixed, FloatRange, IntRange, SearchSpace
 
 SAMPLERS = ("tpe", "gp", "cmaes", "qmc")
@@ -195,21 +196,16 @@ def observations(results: Sequence[Mapping[str, Any]], min_count: int = 1) -> li
     """Turn result records into sampler observations.
 
     With cross-validation the folds of a trial become one observation (their mean). With a
-    multi-fidelity schedule a trial has one record per rung, each at its own budget. As in
-    BOHB, the model is fitted on the largest budget that has at least ``min_count`` successful
-    results (else on the budget with the most), so scores of different budgets are never mixed.
+    multi-fidelity schedule a trial has one record per rung, each at its own budget; the model is
+    fitted on the records of ``records.rank_budget(results, min_count)`` only (as in BOHB), so
+    scores of different budgets are never mixed.
     """
     results = [r for r in results if r.get("status") in ("ok", "failed") and r.get("trial")]
-    budgets = sorted({r["budget"] for r in results if r.get("budget") is not None})
-    if not budgets:  # one observation per trial: cross-validation folds become their mean
-        from snaketune.table import combine_records
-
+    budget = rank_budget(results, min_count)
+    if budget is None:  # one observation per trial: cross-validation folds become their mean
         results = combine_records(results)
     else:
-        ok_at = {b: sum(1 for r in results if r.get("budget") == b and r["status"] == "ok") for b in budgets}
-        enough = [b for b in budgets if ok_at[b] >= min_count]
-        chosen = max(enough) if enough else max(budgets, key=lambda b: (ok_at[b], b))
-        results = [r for r in results if r.get("budget") == chosen]
+        results = [r for r in results if r.get("budget") == budget]
     obs = []
     for r in results:
         value = r.get("objective") if r.get("status") == "ok" else None

@@ -103,7 +103,7 @@ def load_csv_source(path: str, label_column: str) -> Dataset:
     except Exception as e:
         raise DataError(f"cannot read {path} as CSV: {e}") from None
     if label_column not in df.columns:
-        from snaketune.config import suggest
+        from snaketune.errors import suggest
 
         raise DataError(
             f"{path}: no label column {label_column!r}{suggest(label_column, list(map(str, df.columns)))}; "

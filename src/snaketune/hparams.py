@@ -11,10 +11,12 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from snaketune.errors import ConfigError
+from snaketune.errors import ConfigError, suggest
 
 ACTIVATIONS = ("relu", "gelu", "tanh", "silu", "leaky_relu")
 OPTIMIZERS = ("adam", "adamw", "sgd")
+# How the learning rate changes over the epochs (snaketune.train.lr_at); the horizon is `epochs`.
+LR_SCHEDULES = ("constant", "cosine", "step")
 POOLS = ("max", "avg", "none")
 # Used only by model.family cnn; naming one in a study of another family is a config error.
 CNN_PARAMS = ("n_conv", "channels", "channel_growth", "kernel_size", "batch_norm", "pool")
@@ -43,7 +45,11 @@ class HParams:
     crop_padding: int = 0  # pad by this many pixels and crop a random window of the original size; 0 = off
     # optimisation
     optimizer: str = "adam"  # one of OPTIMIZERS
-    lr: float = 1e-3  # learning rate
+    lr: float = 1e-3  # learning rate (the peak one when a schedule or warmup changes it per epoch)
+    lr_schedule: str = "constant"  # one of LR_SCHEDULES; cosine: down to 0 at epoch `epochs`; step: see lr_step_size
+    warmup_epochs: int = 0  # the lr rises linearly over these first epochs, then follows lr_schedule; 0 = off
+    lr_step_size: int = 10  # step only: the lr is multiplied by lr_gamma after every lr_step_size epochs
+    lr_gamma: float = 0.1  # step only: the factor of each step, in (0, 1]
     momentum: float = 0.9  # sgd only
     weight_decay: float = 0.0  # L2 (adam, sgd) or decoupled (adamw) weight decay
     batch_size: int = 64
@@ -57,18 +63,21 @@ class HParams:
         hp.validate()
         return hp
 
-    def validate(self) -> None:
-        def bad(name: str, why: str) -> ConfigError:
-            return ConfigError(f"parameter `{name}`: {why}, but got {getattr(self, name)!r}")
+    def validate(self, key: str = "parameter `{}`") -> None:
+        """Raise a ConfigError naming the first bad value; ``key`` formats its name (the config's
+        checks say ``search_space.{}``)."""
 
-        for name in ("n_layers", "hidden_units", "batch_size", "epochs", "n_conv", "channels", "kernel_size", "crop_padding"):
+        def bad(name: str, why: str) -> ConfigError:
+            return ConfigError(f"{key.format(name)}: {why}, but got {getattr(self, name)!r}")
+
+        for name in INT_PARAMS:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool):
                 raise bad(name, "must be an integer")
-        for name in ("n_layers", "n_conv", "crop_padding"):
+        for name in ("n_layers", "n_conv", "crop_padding", "warmup_epochs"):
             if getattr(self, name) < 0:
                 raise bad(name, "must be >= 0")
-        for name in ("hidden_units", "batch_size", "epochs", "channels"):
+        for name in ("hidden_units", "batch_size", "epochs", "channels", "lr_step_size"):
             if getattr(self, name) < 1:
                 raise bad(name, "must be >= 1")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
@@ -89,7 +98,9 @@ class HParams:
             raise bad("activation", f"must be one of {', '.join(ACTIVATIONS)}")
         if self.optimizer not in OPTIMIZERS:
             raise bad("optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
-        for name in ("lr", "momentum", "weight_decay", "dropout"):
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise bad("lr_schedule", f"must be one of {', '.join(LR_SCHEDULES)}")
+        for name in ("lr", "momentum", "weight_decay", "dropout", "lr_gamma"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool):
                 raise bad(name, "must be a number")
@@ -101,6 +112,8 @@ class HParams:
             raise bad("weight_decay", "must be >= 0")
         if not 0 <= self.momentum < 1:
             raise bad("momentum", "must be in [0, 1)")
+        if not 0 < self.lr_gamma <= 1:
+            raise bad("lr_gamma", "must be in (0, 1]")
 
     @property
     def flip_probability(self) -> float:
@@ -108,6 +121,11 @@ class HParams:
         if isinstance(self.flip, bool):
             return 0.5 if self.flip else 0.0
         return float(self.flip)
+
+    @property
+    def lr_varies(self) -> bool:
+        """Whether the lr changes from epoch to epoch (then history.csv records it in an ``lr`` column)."""
+        return self.lr_schedule != "constant" or self.warmup_epochs > 0
 
     @property
     def augments(self) -> bool:
@@ -122,13 +140,13 @@ class HParams:
 
 
 NAMES = tuple(f.name for f in fields(HParams))
+# The parameters that must be integers (a float range over one of them is a config error).
+INT_PARAMS = tuple(f.name for f in fields(HParams) if f.type == "int")
 
 
 def check_builtin_params(names) -> None:
     unknown = sorted(set(names) - set(NAMES))
     if unknown:
-        from snaketune.config import suggest
-
         hints = "".join(suggest(n, NAMES) for n in unknown)
         raise ConfigError(
             f"search_space: the built-in trainer has no parameter(s) {', '.join(unknown)}{hints}; "

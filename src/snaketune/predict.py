@@ -1,8 +1,8 @@
 """Classify new images with a study's final model (``results/<study>/final/model.pt``).
 
-From the repository (or anywhere after ``pip install -e .``, without ``PYTHONPATH``)::
+From the command line (``python -m snaketune.predict`` is the same)::
 
-    PYTHONPATH=workflow/scripts python -m snaketune.predict results/animals/final/model.pt my-cat.jpg
+    snaketune-predict results/animals/final/model.pt my-cat.jpg
 
 prints one line per image: the file, the predicted class and its probability. In Python::
 
@@ -14,7 +14,8 @@ prints one line per image: the file, the predicted class and its probability. In
 
 An image is loaded exactly as ``prepare_data`` loaded the training images (``snaketune.images.load_image``:
 same mode, same size, same resampling), then normalised with the training images' statistics
-stored in the model file.
+stored in the model file. The final model of several retrains (``final.ensemble: true``) is an
+:class:`Ensemble`: the mean of its members' probabilities.
 """
 
 from __future__ import annotations
@@ -41,27 +42,16 @@ class Prediction:
     probabilities: dict[str, float]  # every class, in the model's class order
 
 
-@dataclass
-class Classifier:
-    """A final model with what it needs to turn raw inputs into class probabilities."""
+class Predictor:
+    """Raw inputs (feature rows, or image files) in, class probabilities out."""
 
-    model: torch.nn.Module
     classes: list[str]
     input_shape: list[int]
-    mean: torch.Tensor
-    std: torch.Tensor
     image: dict | None  # {"size": [h, w], "channels": c, "scale": 1/255} for an image model, else None
 
-    @torch.inference_mode()
     def probabilities(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
         """(n, n_classes) probabilities for raw inputs: uint8 images (n, C, H, W) or feature rows (n, ...)."""
-        x = torch.as_tensor(np.asarray(x)).float()
-        if tuple(x.shape[1:]) != tuple(self.input_shape):
-            raise DataError(f"inputs of shape {tuple(x.shape[1:])} given, but the model takes {tuple(self.input_shape)}")
-        if self.image is not None:
-            x = x * self.image["scale"]
-        x = (x - self.mean) / self.std
-        return torch.softmax(self.model(x), dim=1).numpy()
+        raise NotImplementedError
 
     def load_images(self, paths: Sequence[str | Path]) -> np.ndarray:
         """Image files as the uint8 array the model was trained on (n, C, H, W)."""
@@ -88,14 +78,48 @@ class Classifier:
         return out
 
 
-def load_model(path: str | Path) -> Classifier:
-    """Rebuild the network of a ``model.pt`` written by the built-in trainer's final stage (on the CPU)."""
-    try:
-        payload = torch.load(path, weights_only=True, map_location="cpu")
-    except FileNotFoundError:
-        raise DataError(f"model file {path} does not exist (it is results/<study>/final/model.pt)") from None
-    if not isinstance(payload, dict) or not str(payload.get("format", "")).startswith("snaketune-model-"):
-        raise DataError(f"{path} is not a snaketune model file (results/<study>/final/model.pt)")
+@dataclass
+class Classifier(Predictor):
+    """One final model with what it needs to turn raw inputs into class probabilities."""
+
+    model: torch.nn.Module
+    classes: list[str]
+    input_shape: list[int]
+    mean: torch.Tensor
+    std: torch.Tensor
+    image: dict | None
+
+    @torch.inference_mode()
+    def probabilities(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
+        x = torch.as_tensor(np.asarray(x)).float()
+        if tuple(x.shape[1:]) != tuple(self.input_shape):
+            raise DataError(f"inputs of shape {tuple(x.shape[1:])} given, but the model takes {tuple(self.input_shape)}")
+        if self.image is not None:
+            x = x * self.image["scale"]
+        x = (x - self.mean) / self.std
+        return torch.softmax(self.model(x), dim=1).numpy()
+
+
+class Ensemble(Predictor):
+    """Several final models of one configuration (retrained with different seeds) as one model:
+    the mean of their class probabilities."""
+
+    def __init__(self, members: Sequence[Classifier]) -> None:
+        first = members[0]
+        if any(m.classes != first.classes or list(m.input_shape) != list(first.input_shape) for m in members):
+            raise DataError("the members of an ensemble must share their classes and input shape")
+        self.members = list(members)
+        self.classes, self.input_shape, self.image = first.classes, first.input_shape, first.image
+
+    def probabilities(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
+        return np.mean([m.probabilities(x) for m in self.members], axis=0)
+
+
+MODEL_FORMAT = "snaketune-model-1"
+ENSEMBLE_FORMAT = "snaketune-ensemble-1"
+
+
+def _classifier(payload: dict) -> Classifier:
     hp = HParams(**payload["hparams"])
     model = build_model(payload["family"], payload["input_shape"], len(payload["classes"]), hp)
     model.load_state_dict(payload["state_dict"])
@@ -105,9 +129,35 @@ def load_model(path: str | Path) -> Classifier:
     )
 
 
+def load_model(path: str | Path) -> Predictor:
+    """Rebuild the network(s) of a ``model.pt`` written by the built-in trainer's final stage (on the CPU)."""
+    try:
+        payload = torch.load(path, weights_only=True, map_location="cpu")
+    except FileNotFoundError:
+        raise DataError(f"model file {path} does not exist (it is results/<study>/final/model.pt)") from None
+    fmt = str(payload.get("format", "")) if isinstance(payload, dict) else ""
+    if fmt == ENSEMBLE_FORMAT:
+        return Ensemble([_classifier(m) for m in payload["members"]])
+    if not fmt.startswith("snaketune-model-"):
+        raise DataError(f"{path} is not a snaketune model file (results/<study>/final/model.pt)")
+    return _classifier(payload)
+
+
+def save_ensemble(path: str | Path, members: Sequence[str | Path]) -> None:
+    """One model file holding the final models ``members`` (files of the built-in trainer)."""
+    import io
+
+    from snaketune.files import atomic_write_bytes
+
+    payloads = [torch.load(m, weights_only=True, map_location="cpu") for m in members]
+    buf = io.BytesIO()
+    torch.save({"format": ENSEMBLE_FORMAT, "members": payloads}, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m snaketune.predict",
+        prog="snaketune-predict",
         description="Classify image files with a study's final model; prints: file, class, probability.",
     )
     parser.add_argument("model", help="the model file, results/<study>/final/model.pt")

@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from snaketune.records import ranked
+
 
 @dataclass(frozen=True)
 class Rung:
@@ -84,9 +86,7 @@ def schedule_epochs(brackets: Sequence[Bracket]) -> int:
     return total
 
 
-def promote(records: Sequence[Mapping[str, Any]], n: int, direction: str) -> list[str]:
-    """The ``n`` best successful trials of a rung (ties broken by trial order), best first."""
-    ok = [r for r in records if r.get("status") == "ok" and r.get("objective") is not None]
-    sign = -1.0 if direction == "maximize" else 1.0
-    ranked = sorted(enumerate(ok), key=lambda item: (sign * float(item[1]["objective"]), item[0]))
-    return [r["trial"] for _, r in ranked[:n]]
+def promote(records: Sequence[Mapping[str, Any]], n: int, metric: str, direction: str) -> list[str]:
+    """The ``n`` best successful trials of a rung, best first, by the study's one ranking rule
+    (``records.rank_key``: equal accuracies are told apart by the loss, then by trial order)."""
+    return [r["trial"] for r in ranked(records, metric, direction, ok_only=True)[:n]]

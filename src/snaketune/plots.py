@@ -1,6 +1,6 @@
 """The report's figures: pure functions from trial records to PNG files.
 
-Each function takes the records of ``trial_files.records_in_completion_order`` (typed parameters,
+Each function takes the records of ``records.records_in_completion_order`` (typed parameters,
 ``status``, ``objective``, ``budget`` ...), draws with matplotlib's Agg backend and writes one PNG
 atomically. A figure that cannot be drawn meaningfully (every trial failed, one parameter, a custom
 trainer without ``history.csv``) becomes a figure that says why, never an error. matplotlib is
@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from snaketune.files import atomic_write_bytes, atomic_write_text, read_json
+from snaketune.layout import Layout, run_name
+from snaketune.records import best_record, is_ok, rank_budget, ranked, test_metric
 from snaketune.space import Categorical, FloatRange, IntRange, Param, SearchSpace
-from snaketune.trial_files import best_record, history_files, ranked, read_history
+from snaketune.trial_files import read_history
 
 DPI = 110
 MIN_IMPORTANCE_TRIALS = 5  # fewer successful trials say nothing about importance
@@ -77,11 +79,11 @@ def _num(v: float) -> str:
 
 
 def _ok(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    return [r for r in records if r.get("status") == "ok" and r.get("objective") is not None]
+    return [r for r in records if is_ok(r)]
 
 
 def _failed(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    return [r for r in records if not (r.get("status") == "ok" and r.get("objective") is not None)]
+    return [r for r in records if not is_ok(r)]
 
 
 def _is_log(p: Param) -> bool:
@@ -312,16 +314,11 @@ def plot_parallel_coordinates(
 
 
 def importance_records(records: Sequence[Mapping[str, Any]]) -> tuple[list[Mapping[str, Any]], Any]:
-    """The successful records whose objectives are comparable: under a schedule those of the largest
-    budget with at least MIN_IMPORTANCE_TRIALS results (else of the budget with the most)."""
+    """The successful records whose objectives are comparable, and their budget: under a schedule
+    those of ``records.rank_budget(records, MIN_IMPORTANCE_TRIALS)``, else all (budget None)."""
     ok = _ok(records)
-    budgets = sorted({r["budget"] for r in ok if r.get("budget") is not None})
-    if not budgets:
-        return ok, None
-    count = {b: sum(r.get("budget") == b for r in ok) for b in budgets}
-    enough = [b for b in budgets if count[b] >= MIN_IMPORTANCE_TRIALS]
-    chosen = max(enough) if enough else max(budgets, key=lambda b: (count[b], b))
-    return [r for r in ok if r.get("budget") == chosen], chosen
+    budget = rank_budget(records, MIN_IMPORTANCE_TRIALS)
+    return (ok, None) if budget is None else ([r for r in ok if r.get("budget") == budget], budget)
 
 
 def param_importances(
@@ -539,23 +536,23 @@ class Curve:
 
 
 def learning_curves(
-    trials_dir: str | os.PathLike,
+    layout: Layout,
     records: Sequence[Mapping[str, Any]],
     *,
     metric: str,
     direction: str,
     top: int = 5,
-    final_dir: str | os.PathLike | None = None,
+    final: bool = False,
 ) -> list[Curve]:
-    """The curves of the ``top`` best trials (every fold with cross-validation) and of the final
-    retrain, from their ``history.csv`` files; runs without one are left out."""
+    """The curves of the ``top`` best trials (every fold with cross-validation) and, with ``final``,
+    of the final retrain, from their ``history.csv`` files; runs without one are left out."""
     curves = []
-    for r in ranked(records, metric, direction)[:top]:
-        files = history_files(trials_dir, r)
+    for r in ranked(records, metric, direction, ok_only=True)[:top]:
+        files = layout.trial_history_files(r)
         rung_ends = []
         if r.get("rung"):
             for i in range(int(r["rung"])):
-                f = Path(trials_dir) / str(r["trial"]) / f"rung-{i}" / "result.json"
+                f = Path(layout.result(run_name(str(r["trial"]), rung=i)))
                 if f.is_file() and read_json(f).get("budget") is not None:
                     rung_ends.append(float(read_json(f)["budget"]))
         for k, f in enumerate(files):
@@ -564,13 +561,10 @@ def learning_curves(
             kept = fold is None and r.get("rung") is None
             best_epoch = (r.get("metrics") or {}).get("best_epoch") if kept else None
             curves.append(Curve(str(r["trial"]), read_history(f), float(r["objective"]), fold, rung_ends, best_epoch=best_epoch))
-    if final_dir is not None and (Path(final_dir) / "history.csv").is_file():
-        curves.append(Curve("final retrain", read_history(Path(final_dir) / "history.csv"), final=True))
+    final_history = Path(layout.final_file("history.csv"))
+    if final and final_history.is_file():
+        curves.append(Curve("final retrain", read_history(final_history), final=True))
     return curves
-
-
-def _final_column(metric: str) -> str:
-    return "test_" + metric[4:] if metric.startswith("val_") else metric
 
 
 def plot_learning_curves(path: str | os.PathLike, curves: Sequence[Curve], *, metric: str, top: int = 5) -> None:
@@ -593,7 +587,7 @@ def plot_learning_curves(path: str | os.PathLike, curves: Sequence[Curve], *, me
         colour = "black" if c.final else seen_trials.setdefault(c.name, colours(len(seen_trials) % 10))
         label = c.label
         epochs = c.history.get("epoch", [])
-        column = _final_column(metric) if c.final else metric
+        column = test_metric(metric) if c.final else metric
         if column in c.history:
             marker = "." if len(epochs) < 30 and c.fold is None else None  # folds: thin lines, no dots
             left.plot(
@@ -603,7 +597,7 @@ def plot_learning_curves(path: str | os.PathLike, curves: Sequence[Curve], *, me
                 y = c.history[column][epochs.index(c.best_epoch)]
                 left.scatter([c.best_epoch], [y], s=90, facecolor="none", edgecolor=colour, linewidth=1.5, zorder=5)
                 shown_best = True
-        eval_loss = "test_loss" if c.final else "val_loss"
+        eval_loss = test_metric("val_loss") if c.final else "val_loss"
         if "train_loss" in c.history:
             right.plot(epochs, c.history["train_loss"], color=colour, linewidth=1.3, label=label)
         if eval_loss in c.history:
@@ -612,7 +606,7 @@ def plot_learning_curves(path: str | os.PathLike, curves: Sequence[Curve], *, me
             for ax in (left, right):
                 ax.axvline(x + 0.5, color=colour, linestyle=":", linewidth=1, label=None)
             shown_rung = True
-    left.set_title(f"{_text(metric)} per epoch (final retrain: {_text(_final_column(metric))})")
+    left.set_title(f"{_text(metric)} per epoch (final retrain: {_text(test_metric(metric))})")
     left.set_xlabel("epoch")
     left.set_ylabel(_text(metric))
     right.set_title("loss per epoch: training (solid), validation / test (dashed)")

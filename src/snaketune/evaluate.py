@@ -45,3 +45,22 @@ def confusion_on_test_set(model_path: str | os.PathLike, data_path: str | os.Pat
     matrix = np.zeros((n, n), dtype=np.int64)
     np.add.at(matrix, (y.astype(np.int64), predicted.astype(np.int64)), 1)
     return Confusion(matrix, list(classifier.classes))
+
+
+def test_scores(model_path: str | os.PathLike, data_path: str | os.PathLike) -> dict[str, float]:
+    """``test_accuracy`` and ``test_loss`` (mean cross-entropy) of a final model file on the test part."""
+    import torch
+
+    from snaketune.predict import load_model
+
+    torch.set_num_threads(1)
+    predictor = load_model(model_path)
+    prepared = load_prepared(data_path)
+    rows = prepared.split == TEST
+    X, y = prepared.X[rows], prepared.y[rows].astype(np.int64)
+    p = np.concatenate([predictor.probabilities(X[i : i + CHUNK]) for i in range(0, len(X), CHUNK)])
+    chosen = np.clip(p[np.arange(len(y)), y], 1e-12, 1.0)
+    return {"test_accuracy": float((p.argmax(axis=1) == y).mean()), "test_loss": float(-np.log(chosen).mean())}
+
+
+test_scores.__test__ = False  # a function named test_*, not a test

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from snaketune.files import read_yaml
+from snaketune.records import test_metric
 from snaketune.table import read_table
 
 
@@ -38,11 +39,42 @@ def _float(v: Any) -> Any:
         return v
 
 
+REPEAT_SUFFIXES = ("_mean", "_std", "_repeats")
+
+
 def _test_metrics(metrics: dict[str, Any], metric: str) -> list[str]:
-    """The test metrics, the objective's counterpart first."""
-    first = "test_" + metric[4:] if metric.startswith("val_") else f"test_{metric}"
-    keys = sorted((k for k in metrics if k.startswith("test_")), key=lambda k: (k != first, k))
-    return [f"{k} = {_num(metrics[k])}" for k in keys if isinstance(metrics[k], (int, float))]
+    """The shipped model's test metrics, the objective's counterpart first; with several retrains
+    each followed by the mean ± std over them."""
+    first = test_metric(metric)
+    keys = [k for k in metrics if k.startswith("test_") and not k.endswith(REPEAT_SUFFIXES)]
+    keys.sort(key=lambda k: (k != first, k))
+    out = []
+    for k in keys:
+        if not isinstance(metrics[k], (int, float)) or isinstance(metrics[k], bool):
+            continue
+        spread = ""
+        if f"{k}_mean" in metrics and f"{k}_std" in metrics:
+            spread = f" (retrains: {_num(metrics[f'{k}_mean'])} ± {_num(metrics[f'{k}_std'])})"
+        out.append(f"{k} = {_num(metrics[k])}{spread}")
+    return out
+
+
+def final_description(metrics: dict[str, Any]) -> str:
+    """How the shipped final model was made, in words."""
+    repeats = int(metrics.get("repeats") or 1)
+    if repeats == 1:
+        return "retrained on train+validation, tested once"
+    if metrics.get("ensemble"):
+        return f"an ensemble of {repeats} retrains on train+validation, each and the ensemble tested once"
+    return f"retrain 0 of {repeats} on train+validation, each tested once"
+
+
+def val_test_gap(value: Any, metrics: dict[str, Any], metric: str) -> str | None:
+    """The winner's validation score minus the final model's test score (how optimistic the search was)."""
+    test = metrics.get(test_metric(metric))
+    if not isinstance(value, (int, float)) or not isinstance(test, (int, float)):
+        return None
+    return f"{test_metric(metric)} - {metric} = {_num(test - value)} (test minus validation; the search's optimism shows as a negative gap for a score, a positive one for a loss)"
 
 
 def packing_tip(rows: Sequence[dict[str, Any]], cores: int | None, sample: int = 30) -> str | None:
@@ -122,8 +154,12 @@ def run_summary(
         if not retrain:
             line("test score", "not measured (final.retrain: false)")
         elif final_metrics.is_file():
-            scores = _test_metrics(json.loads(final_metrics.read_text(encoding="utf-8")), metric)
-            line("test score", f"{', '.join(scores) or 'no test_ metrics reported'} (retrained on train+validation, tested once)")
+            final = json.loads(final_metrics.read_text(encoding="utf-8"))
+            scores = _test_metrics(final, metric)
+            line("test score", f"{', '.join(scores) or 'no test_ metrics reported'} ({final_description(final)})")
+            gap = val_test_gap(best.get("value"), final, metric)
+            if gap:
+                line("gap", gap)
         else:
             line("test score", "not yet: the final retrain has not run")
     elif rows and rows[0].get("status") == "ok":  # trials.tsv lists the best first

@@ -9,36 +9,40 @@ objective). Every error is a :class:`ConfigError` whose message names the key.
 from __future__ import annotations
 
 import copy
-import difflib
 import re
 import string
 from collections.abc import Mapping, Sequence
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from snaketune.errors import ConfigError
-from snaketune.space import FloatRange, IntRange, SearchSpace
+import yaml
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
+from snaketune.errors import ConfigError, suggest
+from snaketune.files import read_yaml
+from snaketune.hparams import AUGMENTATION_PARAMS, BUILTIN_METRICS, CNN_PARAMS, INT_PARAMS, HParams, check_builtin_params
+from snaketune.space import Fixed, FloatRange, IntRange, SearchSpace
+
 PLACEHOLDERS = ("params", "out", "data", "fold", "budget", "resume", "stage", "seed")
-# Built-in trainer parameters that must be integers (a float range over them is an error).
-INT_PARAMS = ("n_layers", "hidden_units", "batch_size", "epochs", "n_conv", "channels", "kernel_size", "crop_padding")
 # Keys whose value is replaced by the last config file that sets them, never merged.
 REPLACED_KEYS = ("search_space",)
 # A number in exponent notation without a dot or without an exponent sign (1e-4, 1.5e3): YAML 1.2
 # reads it as a float, PyYAML (YAML 1.1, Snakemake's loader) as text.
 EXPONENT_TEXT = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+")
+SCHEMA = "config.schema.yaml"
 
 
-def suggest(name: str, options: Sequence[str]) -> str:
-    close = difflib.get_close_matches(str(name), list(options), n=1, cutoff=0.6)
-    return f" (did you mean `{close[0]}`?)" if close else ""
+def schema_path() -> Path:
+    """The config schema, shipped inside the package (for tools that want a file, such as
+    ``snakemake.utils.validate``)."""
+    return Path(str(files("snaketune") / SCHEMA))
 
 
-def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
-    from snaketune.files import read_yaml
-
-    return read_yaml(path)
+def load_schema(path: str | Path | None = None) -> dict:
+    """The config schema as a mapping: the package's own, or the one at ``path``."""
+    if path is not None:
+        return read_yaml(path)
+    return yaml.safe_load((files("snaketune") / SCHEMA).read_text(encoding="utf-8"))
 
 
 def one_study(config: dict, configfiles: Sequence[str | Path]) -> dict:
@@ -48,8 +52,6 @@ def one_study(config: dict, configfiles: Sequence[str | Path]) -> dict:
     into every other study. The search space of the last file that has one wins whole. A study
     file without ``study:`` is named after the file.
     """
-    from snaketune.files import read_yaml
-
     config = copy.deepcopy(config)
     if not configfiles:
         return config
@@ -108,14 +110,50 @@ def _schema_errors(cfg: Mapping, schema: Mapping) -> None:
     lines = []
     for err in errors[:5]:
         key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
-        desc = err.schema.get("description", "")
-        valid = f" Valid: {', '.join(map(str, err.schema['enum']))}." if "enum" in err.schema else ""
-        if err.validator == "enum":
-            msg = f"{err.instance!r} is not allowed.{valid}"
-        else:
-            msg = err.message + "."
-        lines.append(f"config key `{key}`: {msg}" + (f" ({desc.strip()})" if desc and len(desc) < 200 else ""))
+        desc = " ".join(err.schema.get("description", "").split())
+        lines.append(f"config key `{key}`: {_schema_message(err)}" + (f" ({desc})" if desc and len(desc) < 200 else ""))
     raise ConfigError("\n".join(lines))
+
+
+# JSON schema's type names, as a config's reader knows them.
+TYPE_NAMES = {
+    "integer": "an integer",
+    "number": "a number",
+    "string": "text",
+    "boolean": "true or false",
+    "object": "a mapping (key: value)",
+    "array": "a list",
+    "null": "null",
+}
+
+
+def _schema_message(err: Any) -> str:
+    """What a schema check wants, then what it got: "must be >= 1, but got 0"."""
+    want, got = err.validator_value, f"but got {err.instance!r}."
+    match err.validator:
+        case "enum":
+            return f"{err.instance!r} is not allowed. Valid: {', '.join(map(str, want))}."
+        case "type":
+            return f"must be {' or '.join(TYPE_NAMES.get(t, t) for t in ([want] if isinstance(want, str) else want))}, {got}"
+        case "minimum":
+            return f"must be >= {want}, {got}"
+        case "maximum":
+            return f"must be <= {want}, {got}"
+        case "exclusiveMinimum":
+            return f"must be > {want}, {got}"
+        case "exclusiveMaximum":
+            return f"must be < {want}, {got}"
+        case "minItems" | "maxItems" if err.schema.get("minItems") == err.schema.get("maxItems"):
+            return f"must be a list of {want} values, {got}"
+        case "minItems":
+            return f"must be a list of at least {want} values, {got}"
+        case "maxItems":
+            return f"must be a list of at most {want} values, {got}"
+        case "minProperties":
+            return f"must name at least {want} key(s), {got}"
+        case "pattern":
+            return f"{err.instance!r} is not allowed (it must match {want})."
+    return err.message + "."
 
 
 def _numbers_from_text(value: Any, schema: Mapping | None) -> Any:
@@ -207,16 +245,31 @@ def check_semantics(cfg: Mapping) -> None:
         _check_family(space, cfg["model"]["family"], data["source"])
     else:
         _check_command(command)
+    _check_final(cfg["final"], command)
+
+
+def _check_final(final: Mapping, command: str | None) -> None:
+    if final["ensemble"] and final["repeats"] < 2:
+        raise ConfigError(
+            f"config key `final.ensemble`: an ensemble needs several retrains, but final.repeats is {final['repeats']}; "
+            "set final.repeats to 2 or more, or final.ensemble: false"
+        )
+    if final["ensemble"] and command is not None:
+        raise ConfigError(
+            "config key `final.ensemble`: only the built-in trainer's models can be combined (a custom trainer.command "
+            "writes models snaketune cannot read); use final.ensemble: false (repeats still report mean and std)"
+        )
+    if not final["retrain"] and (final["repeats"] > 1 or final["ensemble"]):
+        raise ConfigError("config keys `final.repeats` / `final.ensemble` need final.retrain: true (they are about the retrains)")
 
 
 def _check_schedule(space: SearchSpace, search: Mapping) -> None:
-    from snaketune.space import Fixed
-
     epochs = space["epochs"] if "epochs" in space.names else None
     if not isinstance(epochs, Fixed) or not isinstance(epochs.value, int) or isinstance(epochs.value, bool):
+        found = "has no `epochs`" if epochs is None else f"has epochs: {_spec_text(epochs)}"
         raise ConfigError(
-            f"search.schedule: {search['schedule']} needs a fixed integer `epochs` in search_space "
-            "(the largest budget), e.g. `epochs: 27`"
+            f"config key `search.schedule`: {search['schedule']} needs a fixed integer `epochs` in search_space "
+            f"(the largest budget), e.g. `epochs: 27`, but search_space {found}"
         )
     if search["min_epochs"] >= epochs.value:
         raise ConfigError(
@@ -225,14 +278,21 @@ def _check_schedule(space: SearchSpace, search: Mapping) -> None:
         )
     if search["min_epochs"] * search["eta"] > epochs.value:
         raise ConfigError(
-            f"search.schedule: with min_epochs {search['min_epochs']} and eta {search['eta']} there is only one rung "
+            f"config key `search.schedule`: with min_epochs {search['min_epochs']} and eta {search['eta']} there is only one rung "
             f"below epochs {epochs.value}; lower min_epochs or eta, or raise epochs"
         )
 
 
-def _check_builtin(space: SearchSpace, objective: Mapping) -> None:
-    from snaketune.hparams import BUILTIN_METRICS, HParams, check_builtin_params
+def _spec_text(param: Any) -> str:
+    """A parameter as the config wrote it, roughly: ``27``, ``[9, 27]``, ``{low: 1, high: 9}``."""
+    if isinstance(param, Fixed):
+        return repr(param.value)
+    if isinstance(param, FloatRange | IntRange):
+        return f"{{type: {'float' if isinstance(param, FloatRange) else 'int'}, low: {param.low}, high: {param.high}}}"
+    return f"[{', '.join(map(str, param.grid_values()))}]"
 
+
+def _check_builtin(space: SearchSpace, objective: Mapping) -> None:
     check_builtin_params(space.names)
     for p in space.params:
         if isinstance(p, FloatRange | IntRange) and p.grid is None:
@@ -242,10 +302,7 @@ def _check_builtin(space: SearchSpace, objective: Mapping) -> None:
         if isinstance(p, FloatRange) and p.name in INT_PARAMS:
             raise ConfigError(f"search_space.{p.name}: must be `type: int` for the built-in trainer, not float")
         for v in values:
-            try:
-                HParams(**{p.name: v}).validate()
-            except ConfigError as e:
-                raise ConfigError(f"search_space.{p.name}: {e}") from None
+            HParams(**{p.name: v}).validate(key="search_space.{}")
     metric, direction = objective["metric"], objective["direction"]
     if metric not in BUILTIN_METRICS:
         raise ConfigError(
@@ -262,14 +319,12 @@ FLAT_SOURCES = ("digits", "mnist1d", "synthetic", "csv")
 
 def _check_family(space: SearchSpace, family: str, source: str) -> None:
     """Parameters that would have no effect, and networks that cannot read the data, are errors."""
-    from snaketune.hparams import AUGMENTATION_PARAMS, CNN_PARAMS
-
     if family != "cnn":
         unused = [n for n in space.names if n in CNN_PARAMS]
         if unused:
             raise ConfigError(
-                f"search_space: {', '.join(unused)} only shape(s) model.family cnn, but model.family is {family!r}; "
-                "remove them or set model.family: cnn"
+                f"search_space: {_are(unused)} used only by model.family cnn, but model.family is {family!r}; "
+                f"remove {'it' if len(unused) == 1 else 'them'} or set model.family: cnn"
             )
     if source in FLAT_SOURCES:
         if family == "cnn":
@@ -280,9 +335,14 @@ def _check_family(space: SearchSpace, family: str, source: str) -> None:
         augmenting = [n for n in space.names if n in AUGMENTATION_PARAMS]
         if augmenting:
             raise ConfigError(
-                f"search_space: {', '.join(augmenting)} augment images, but data.source {source!r} gives feature vectors; "
-                "remove them or use data.source: images"
+                f"search_space: {_are(augmenting)} for augmenting images, but data.source {source!r} gives feature "
+                f"vectors; remove {'it' if len(augmenting) == 1 else 'them'} or use data.source: images"
             )
+
+
+def _are(names: Sequence[str]) -> str:
+    """``"flip is"``, ``"n_conv, kernel_size are"``."""
+    return f"{', '.join(names)} {'is' if len(names) == 1 else 'are'}"
 
 
 def _check_command(command: str) -> None:

@@ -11,8 +11,9 @@ Every trial of ``trials.tsv`` becomes one Optuna trial, in completion order:
 Searched parameters carry their Optuna distributions; fixed ones are single-choice categoricals.
 The intermediate values are the objective metric per epoch from ``history.csv`` (the mean over the
 folds with cross-validation). The table's other columns (trial id, metrics, round, rung, budget,
-log) are user attributes; the study's user attribute ``best_trial`` names trials.tsv's winner
-(Optuna's own ``best_trial`` takes the first of equal values, the table breaks ties by the loss).
+log) are user attributes; the study's user attribute ``best_trial`` names trials.tsv's winner, ranked by
+``records.rank_key`` (Optuna's own ``best_trial`` takes the first of equal values; the table breaks
+ties by the loss).
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from snaketune.bayes import distributions
+from snaketune.layout import Layout
+from snaketune.records import best_record
 from snaketune.space import Fixed, SearchSpace
-from snaketune.trial_files import best_record, epoch_values, history_files
+from snaketune.trial_files import epoch_values
 
 # Columns of a record kept as user attributes of the Optuna trial.
 _STRUCTURE = ("round", "bracket", "rung", "budget", "folds", "objective_std")
@@ -120,11 +123,11 @@ def build_study(
     direction: str,
     study_name: str,
     storage: Any = None,
-    trials_dir: str | os.PathLike | None = None,
+    layout: Layout | None = None,
     user_attrs: Mapping[str, Any] | None = None,
 ):
     """An Optuna study holding ``records`` (in the given order) in ``storage`` (None: in memory).
-    With ``trials_dir``, each trial's learning curve becomes its intermediate values."""
+    With the study's ``layout``, each trial's learning curve becomes its intermediate values."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -140,11 +143,11 @@ def build_study(
     top_budget = max(budgets) if budgets else None
     trials = []
     for r in records:
-        curve = epoch_values(history_files(trials_dir, r), metric) if trials_dir is not None else None
+        curve = epoch_values(layout.trial_history_files(r), metric) if layout is not None else None
         trials.append(frozen_trial(r, dists, top_budget=top_budget, intermediate=curve))
     study.add_trials(trials)
     best = best_record(records, metric, direction)
-    if best is not None:  # Optuna's best_trial takes the first of equal values; trials.tsv breaks ties by loss
+    if best is not None:  # Optuna's best_trial takes the first of equal values; records.rank_key breaks ties
         study.set_user_attr("best_trial", best["trial"])
     return study
 
@@ -157,7 +160,7 @@ def write_journal(
     metric: str,
     direction: str,
     study_name: str,
-    trials_dir: str | os.PathLike | None = None,
+    layout: Layout | None = None,
     user_attrs: Mapping[str, Any] | None = None,
 ) -> None:
     """Write the study to an Optuna journal file at ``path``, replacing any earlier one whole
@@ -178,7 +181,7 @@ def write_journal(
             direction=direction,
             study_name=study_name,
             storage=storage,
-            trials_dir=trials_dir,
+            layout=layout,
             user_attrs=user_attrs,
         )
         with open(tmp, "rb") as fh:

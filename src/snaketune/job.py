@@ -1,0 +1,51 @@
+"""``snaketune-trial --spec '<json>'``: what every training job of the workflow runs.
+
+The spec (:mod:`snaketune.specs`) says which kind of job it is: one run of the trainer
+(:mod:`snaketune.runner`), a pack of runs (:mod:`snaketune.packs`) or a rung slot of a
+multi-fidelity schedule (:mod:`snaketune.rungs`). Exit status 0: the job's result is recorded (a
+failed search trial is a result too); 1: the job must be rerun (stopped, no GPU slot) or the final
+retrain failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from snaketune.gpu import GpuLeaseError
+from snaketune.runner import Preempted, run_trial
+from snaketune.specs import PackSpec, SlotSpec, from_json
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="snaketune-trial", description="Run one snaketune training job (used by the workflow's training rules)."
+    )
+    ap.add_argument("--spec", required=True, help="the job's spec as JSON (snaketune.specs), or @file holding it")
+    ap.add_argument("--threads", type=int, default=1, help="CPU threads for the trainer")
+    ap.add_argument("--timeout", type=float, default=0, help="seconds before a trial is killed (0 = no limit)")
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    args = ap.parse_args(argv)
+    spec = from_json(Path(args.spec[1:]).read_text(encoding="utf-8") if args.spec.startswith("@") else args.spec)
+    kw = {"threads": args.threads, "timeout": args.timeout or None, "device": args.device}
+    try:
+        # Packs and rung slots are imported only by their jobs: a plain trial's runner stays lean.
+        if isinstance(spec, PackSpec):
+            from snaketune.packs import run_pack
+
+            run_pack(spec, **kw)
+            return 0
+        if isinstance(spec, SlotSpec):
+            from snaketune.rungs import run_slot
+
+            run_slot(spec, **kw)
+            return 0
+        result = run_trial(spec, **kw)
+    except (Preempted, GpuLeaseError) as e:
+        print(f"[snaketune] {e}", file=sys.stderr, flush=True)
+        return 1
+    if result["status"] == "failed" and spec.stage == "final":
+        print(f"[snaketune] the final retrain failed: {result['reason']}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,190 @@
+"""Every path of a study, in one place.
+
+The rules, the runner, ``collect``, the plots, the export and the summary all ask a
+:class:`Layout` for a path; nothing rebuilds one from another file's location. Paths are
+relative to the working directory Snakemake runs in (``results/<study>/...``)::
+
+    results/<study>/
+      data/prepared.npz, data/summary.json
+      trials/<trial>/                  one search run (or trials/<trial>/fold-<k>/, or
+                                       trials/<trial>/rung-<i>/ under a schedule):
+                                       params.yaml, metrics.json, history.csv, checkpoint.pt,
+                                       result.json, train.log, benchmark.tsv
+      rounds/round-<r>.yaml            a Bayesian round's proposals
+      rungs/b<b>/r<i>/s<k>.json        a schedule's rung slot (which trial, its result)
+      rungs/b<b>/promote-r<i>.yaml     who goes on to rung i
+      packs/pack-<p>.json              a pack of trials (search.trials_per_job)
+      trials.tsv, trials.json, best.yaml
+      final/                           the retrained winner: metrics.json, history.csv, model.pt
+      final/repeat-<r>/                with final.repeats > 1: each retrain (final/ then holds
+                                       their summary and the shipped model)
+      report/                          the figures; optuna.journal
+      logs/<job>.log, benchmarks/<job>.tsv
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+RESULTS_ROOT = "results"
+# Files of one run's folder (a trial, a fold of it, a rung of it, or the final retrain).
+PARAMS, METRICS, HISTORY, CHECKPOINT, RESULT, LOG, BENCHMARK, MODEL = (
+    "params.yaml",
+    "metrics.json",
+    "history.csv",
+    "checkpoint.pt",
+    "result.json",
+    "train.log",
+    "benchmark.tsv",
+    "model.pt",
+)
+
+
+def run_name(trial: str, fold: int | None = None, rung: int | None = None) -> str:
+    """The folder of one run under ``trials/``: ``<trial>``, ``<trial>/fold-<k>`` or ``<trial>/rung-<i>``."""
+    if rung is not None:
+        return f"{trial}/rung-{rung}"
+    if fold is not None:
+        return f"{trial}/fold-{fold}"
+    return trial
+
+
+def parse_run_name(run: str) -> tuple[str, int]:
+    """(trial, fold) of a search run's name: ``<trial>`` or ``<trial>/fold-<k>``."""
+    trial, _, fold = run.partition("/")
+    return trial, int(fold.removeprefix("fold-") or 0)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The paths of the study ``study`` (as strings, the form Snakemake rules want)."""
+
+    study: str
+    root: str = RESULTS_ROOT
+
+    @classmethod
+    def of(cls, config: Mapping[str, Any]) -> Layout:
+        return cls(config["study"])
+
+    @classmethod
+    def at(cls, results: str | Path) -> Layout:
+        """The layout of an existing study folder ``<root>/<study>``."""
+        results = Path(results)
+        return cls(results.name, str(results.parent))
+
+    @property
+    def results(self) -> str:
+        return f"{self.root}/{self.study}"
+
+    # data
+    @property
+    def data(self) -> str:
+        return f"{self.results}/data/prepared.npz"
+
+    @property
+    def data_summary(self) -> str:
+        return f"{self.results}/data/summary.json"
+
+    # one run's folder and files
+    @property
+    def trials_dir(self) -> str:
+        return f"{self.results}/trials"
+
+    def run_dir(self, run: str) -> str:
+        return f"{self.trials_dir}/{run}"
+
+    def run_file(self, run: str, name: str) -> str:
+        return f"{self.trials_dir}/{run}/{name}"
+
+    def result(self, run: str) -> str:
+        return self.run_file(run, RESULT)
+
+    def trial_history_files(self, record: Mapping[str, Any]) -> list[Path]:
+        """Where a trial's ``history.csv`` files live: one per fold with cross-validation; with a
+        schedule the highest rung's (it holds the whole curve, earlier rungs included). Missing
+        files are left out (custom trainers need not write one)."""
+        trial = str(record["trial"])
+        folds = int(record.get("folds") or 1)
+        if folds > 1:
+            runs = [run_name(trial, fold=f) for f in range(folds)]
+        elif record.get("rung") is not None:
+            runs = [run_name(trial, rung=int(record["rung"]))]
+        else:
+            runs = [trial]
+        return [p for p in (Path(self.run_file(r, HISTORY)) for r in runs) if p.is_file()]
+
+    # bayes rounds
+    def round_file(self, round_index: int | str) -> str:
+        return f"{self.results}/rounds/round-{round_index}.yaml"
+
+    # schedules: rung slots and promotions
+    def slot_file(self, bracket: int | str, rung: int | str, slot: int | str) -> str:
+        return f"{self.results}/rungs/b{bracket}/r{rung}/s{slot}.json"
+
+    def slot_log(self, bracket: int | str, rung: int | str, slot: int | str) -> str:
+        return f"{self.results}/rungs/b{bracket}/r{rung}/s{slot}.log"
+
+    def promotion_file(self, bracket: int | str, rung: int | str) -> str:
+        return f"{self.results}/rungs/b{bracket}/promote-r{rung}.yaml"
+
+    # packs
+    def pack_file(self, pack: int | str) -> str:
+        return f"{self.results}/packs/pack-{pack}.json"
+
+    def pack_log(self, pack: int | str) -> str:
+        return f"{self.results}/packs/pack-{pack}.log"
+
+    # the study's tables and the winner
+    @property
+    def table(self) -> str:
+        return f"{self.results}/trials.tsv"
+
+    @property
+    def records(self) -> str:
+        return f"{self.results}/trials.json"
+
+    @property
+    def best(self) -> str:
+        return f"{self.results}/best.yaml"
+
+    # the final stage
+    @property
+    def final_dir(self) -> str:
+        return f"{self.results}/final"
+
+    def final_file(self, name: str, repeat: int | str | None = None) -> str:
+        """A file of the final model (``repeat`` None), or of one of its retrains (``final.repeats``)."""
+        return f"{self.final_run_dir(repeat)}/{name}"
+
+    def final_run_dir(self, repeat: int | str | None = None) -> str:
+        return self.final_dir if repeat is None else f"{self.final_dir}/repeat-{repeat}"
+
+    # for people
+    @property
+    def report_dir(self) -> str:
+        return f"{self.results}/report"
+
+    def figure(self, name: str) -> str:
+        return f"{self.report_dir}/{name}"
+
+    @property
+    def journal(self) -> str:
+        return f"{self.results}/optuna.journal"
+
+    @property
+    def summary(self) -> str:
+        return f"{self.results}/summary.txt"
+
+    @property
+    def report_html(self) -> str:
+        return f"{self.results}/report.html"
+
+    # bookkeeping jobs
+    def log(self, job: str) -> str:
+        return f"{self.results}/logs/{job}.log"
+
+    def benchmark(self, job: str) -> str:
+        return f"{self.results}/benchmarks/{job}.tsv"

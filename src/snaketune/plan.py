@@ -1,0 +1,310 @@
+"""The plan: which trials a study runs, each with a stable id.
+
+Grid ids are a short hash of the trial's full parameter set, so widening a grid keeps the ids
+(and the finished results) of the combinations it already had. Random ids are ``r0000``,
+``r0001``, ... and trial ``i`` is drawn from its own seed, so raising ``n_trials`` keeps the
+first trials as they were. Bayesian ids are ``b<round>-<k>``; their parameters are proposed
+by the round's ``propose`` job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from snaketune.schedule import Bracket, bracket, hyperband, successive_halving
+from snaketune.space import SearchSpace
+from snaketune.specs import PackSpec, RunSpec, SlotSpec, TrainerSettings
+
+
+@dataclass(frozen=True)
+class Trial:
+    id: str
+    params: dict[str, Any] | None  # None: proposed at run time (bayes rounds)
+    round: int | None = None
+
+
+def params_key(params: Mapping[str, Any]) -> str:
+    """Canonical text of a parameter set (order-independent, 1 == 1.0 kept apart)."""
+    return json.dumps({k: [type(v).__name__, v] for k, v in sorted(params.items())}, separators=(",", ":"))
+
+
+def grid_trial_id(params: Mapping[str, Any]) -> str:
+    return "g" + hashlib.sha256(params_key(params).encode()).hexdigest()[:10]
+
+
+def random_trial_id(index: int) -> str:
+    return f"r{index:04d}"
+
+
+def trial_seed(search_seed: int, trial_id: str, fold: int = 0) -> int:
+    """The training seed of one trial (and fold): stable, independent of scheduling."""
+    digest = hashlib.sha256(f"{search_seed}:{trial_id}:{fold}".encode()).hexdigest()
+    return int(digest[:8], 16)
+
+
+def plan_trials(config: Mapping[str, Any]) -> list[Trial]:
+    """Every trial of a grid or random study, in a stable order."""
+    space = SearchSpace.from_config(config["search_space"])
+    search = config["search"]
+    if search["method"] == "grid":
+        return [Trial(grid_trial_id(p), p) for p in space.grid()]
+    if search["method"] == "random":
+        seed = search["seed"]
+        return [Trial(random_trial_id(i), space.sample(seed, i)) for i in range(search["n_trials"])]
+    if search["method"] == "bayes":
+        from snaketune.bayes import round_trial_ids
+
+        rounds = round_trial_ids(search["n_trials"], search["n_startup"], search["batch"])
+        return [Trial(tid, None, r) for r, ids in enumerate(rounds) for tid in ids]
+    raise ValueError(f"unknown search.method {search['method']!r}")
+
+
+@dataclass(frozen=True)
+class BracketPlan:
+    """A multi-fidelity bracket and the configurations that fill its first rung (slot k = trials[k])."""
+
+    bracket: Bracket
+    trials: list[Trial]
+
+
+def plan_brackets(config: Mapping[str, Any]) -> list[BracketPlan]:
+    """The brackets of a multi-fidelity study (``search.schedule`` successive_halving or hyperband).
+
+    grid: every grid point starts in the bracket (hyperband: in every bracket, ids prefixed
+    ``h<bracket>-``). random: successive halving starts ``n_trials`` configurations; hyperband
+    repeats its brackets until at least ``n_trials`` have started, ids ``r0000`` on across
+    brackets. bayes: every bracket's configurations are proposed from all earlier brackets'
+    results (BOHB-like); successive halving makes each Bayesian round a bracket.
+    """
+    search = config["search"]
+    schedule, method = search["schedule"], search["method"]
+    R, r0, eta = int(config["search_space"]["epochs"]), search["min_epochs"], search["eta"]
+    space = SearchSpace.from_config(config["search_space"])
+    if method == "grid":
+        grid = [Trial(grid_trial_id(p), p) for p in space.grid()]
+        if schedule == "successive_halving":
+            return [BracketPlan(successive_halving(len(grid), r0, R, eta), grid)]
+        return [
+            BracketPlan(
+                bracket(len(grid), len(b.rungs) - 1, R, eta, b.index), [Trial(f"h{b.index}-{t.id}", t.params) for t in grid]
+            )
+            for b in hyperband(r0, R, eta)
+        ]
+    if method == "random":
+        seed = search["seed"]
+        if schedule == "successive_halving":
+            brackets = [successive_halving(search["n_trials"], r0, R, eta)]
+        else:
+            brackets = hyperband(r0, R, eta, search["n_trials"])
+        plans, i = [], 0
+        for b in brackets:
+            trials = [Trial(random_trial_id(i + k), space.sample(seed, i + k)) for k in range(b.n_configs)]
+            i += b.n_configs
+            plans.append(BracketPlan(b, trials))
+        return plans
+    if method == "bayes":
+        from snaketune.bayes import bayes_trial_id, round_sizes
+
+        if schedule == "successive_halving":
+            sizes = round_sizes(search["n_trials"], search["n_startup"], search["batch"])
+            brackets = [successive_halving(n, r0, R, eta, index=r) for r, n in enumerate(sizes)]
+        else:
+            brackets = hyperband(r0, R, eta, search["n_trials"])
+        return [BracketPlan(b, [Trial(bayes_trial_id(b.index, k), None, b.index) for k in range(b.n_configs)]) for b in brackets]
+    raise ValueError(f"unknown search.method {method!r}")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One search run of the trainer: a trial, or one fold of it with cross-validation."""
+
+    trial: Trial
+    fold: int
+    name: str  # its folder under trials/ (layout.run_name)
+
+
+class StudyPlan:
+    """The whole study, built once from the resolved config: its trials, their runs (folds),
+    Bayesian rounds, multi-fidelity brackets and packs, and the spec of every training job.
+
+    The workflow's rules ask it for their targets, inputs and params; nothing else plans.
+    """
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        from snaketune.layout import Layout
+
+        self.config = config
+        self.layout = Layout.of(config)
+        search = config["search"]
+        self.folds: int = config["cv"]["folds"]
+        self.schedule: str = search["schedule"]
+        if self.schedule == "none":
+            self.brackets: list[BracketPlan] = []
+            self.trials = plan_trials(config)
+        else:  # the configurations that start in each bracket's first rung
+            self.brackets = plan_brackets(config)
+            self.trials = [t for b in self.brackets for t in b.trials]
+        self._by_id = {t.id: t for t in self.trials}
+        self.param_names: list[str] = list(config["search_space"])
+        self.builtin_trainer: bool = config["trainer"]["command"] is None
+        self.packs = self._packs(search["trials_per_job"])
+
+    # trials and their runs
+    def trial(self, trial_id: str) -> Trial:
+        return self._by_id[trial_id]
+
+    def runs(self, trial: Trial) -> list[Run]:
+        """A trial's runs: the trial itself, or one run per fold with cross-validation."""
+        from snaketune.layout import run_name
+
+        if self.folds > 1:
+            return [Run(trial, f, run_name(trial.id, fold=f)) for f in range(self.folds)]
+        return [Run(trial, 0, trial.id)]
+
+    def run(self, name: str) -> Run:
+        """The search run whose folder is ``trials/<name>``."""
+        from snaketune.layout import parse_run_name
+
+        trial_id, fold = parse_run_name(name)
+        return Run(self.trial(trial_id), fold, name)
+
+    def run_results(self, trial: Trial) -> list[str]:
+        return [self.layout.result(r.name) for r in self.runs(trial)]
+
+    @property
+    def bayesian(self) -> bool:
+        return any(t.round is not None for t in self.trials)
+
+    # Bayesian rounds
+    def round_size(self, round_index: int) -> int:
+        return sum(1 for t in self.trials if t.round == round_index)
+
+    def earlier_round_results(self, round_index: int) -> list[str]:
+        """Round r is proposed from the results of every run of rounds 0 .. r-1 (with a schedule:
+        every rung slot of brackets 0 .. r-1; with packs: their packs' records)."""
+        if self.brackets:
+            return [f for b in self.brackets[:round_index] for f in self.bracket_slot_files(b.bracket.index)]
+        if self.packs:
+            return [
+                self.layout.pack_file(p)
+                for p, runs in enumerate(self.packs)
+                if runs[0].trial.round is not None and runs[0].trial.round < round_index
+            ]
+        return [f for t in self.trials if t.round is not None and t.round < round_index for f in self.run_results(t)]
+
+    def proposals_of(self, trials: Sequence[Trial]) -> list[str]:
+        """The round files that hold the parameters of ``trials`` (none for grid and random)."""
+        rounds = sorted({t.round for t in trials if t.round is not None})
+        return [self.layout.round_file(r) for r in rounds]
+
+    # multi-fidelity schedules
+    def rung_size(self, bracket: int, rung: int) -> int:
+        return self.brackets[bracket].bracket.rungs[rung].n
+
+    def rung_slot_files(self, bracket: int, rung: int) -> list[str]:
+        return [self.layout.slot_file(bracket, rung, k) for k in range(self.rung_size(bracket, rung))]
+
+    def bracket_slot_files(self, bracket: int) -> list[str]:
+        return [f for r in self.brackets[bracket].bracket.rungs for f in self.rung_slot_files(bracket, r.index)]
+
+    # packs (search.trials_per_job > 1), never mixing Bayesian rounds. Runs are dealt out in turn
+    # (pack k of n gets runs k, k+n, ...): a grid lists its costly corner together.
+    def _packs(self, per_job: int) -> list[list[Run]]:
+        if per_job <= 1 or self.brackets:
+            return []
+        packs: list[list[Run]] = []
+        for round_index in dict.fromkeys(t.round for t in self.trials):
+            runs = [r for t in self.trials if t.round == round_index for r in self.runs(t)]
+            n = -(-len(runs) // per_job)
+            packs += [runs[k::n] for k in range(n)]
+        return packs
+
+    # what collect reads
+    def study_results(self) -> list[str]:
+        """Every result record of the study: per run, per pack, or per rung slot."""
+        if self.brackets:
+            return [f for b in self.brackets for f in self.bracket_slot_files(b.bracket.index)]
+        if self.packs:
+            return [self.layout.pack_file(p) for p in range(len(self.packs))]
+        return [f for t in self.trials for f in self.run_results(t)]
+
+    # the specs of the training jobs
+    def trainer_settings(self) -> TrainerSettings:
+        cfg = self.config
+        return TrainerSettings(
+            data=self.layout.data,
+            command=cfg["trainer"]["command"],
+            metric=cfg["objective"]["metric"],
+            direction=cfg["objective"]["direction"],
+            patience=cfg["early_stopping"]["patience"],
+            min_delta=cfg["early_stopping"]["min_delta"],
+            family=cfg["model"]["family"],
+        )
+
+    @property
+    def search_seed(self) -> int:
+        return self.config["search"]["seed"]
+
+    def run_spec(self, run: Run) -> RunSpec:
+        trial = run.trial
+        return RunSpec(
+            trial=trial.id,
+            dir=self.layout.run_dir(run.name),
+            log=self.layout.run_file(run.name, "train.log"),
+            stage="search",
+            seed=trial_seed(self.search_seed, trial.id, run.fold),
+            trainer=self.trainer_settings(),
+            params=trial.params,
+            params_from=None if trial.params is not None else self.layout.round_file(trial.round),
+            params_key=None if trial.params is not None else trial.id,
+            fold=run.fold,
+            folds=self.folds,
+            round=trial.round,
+        )
+
+    def pack_spec(self, pack: int) -> PackSpec:
+        return PackSpec(pack, self.layout.pack_file(pack), tuple(self.run_spec(r) for r in self.packs[pack]))
+
+    def slot_spec(self, bracket: int, rung: int, slot: int) -> SlotSpec:
+        plan = self.brackets[bracket]
+        rungs = plan.bracket.rungs
+        first = None
+        if rung == 0:
+            first = replace(self.run_spec(self.runs(plan.trials[slot])[0]), budget=rungs[0].budget)
+        return SlotSpec(
+            bracket=bracket,
+            rung=rung,
+            slot=slot,
+            file=self.layout.slot_file(bracket, rung, slot),
+            budget=rungs[rung].budget,
+            last_rung=rung == len(rungs) - 1,
+            log=self.layout.slot_log(bracket, rung, slot),
+            trials_dir=self.layout.trials_dir,
+            search_seed=self.search_seed,
+            trainer=self.trainer_settings(),
+            first=first,
+            promotion=None if rung == 0 else self.layout.promotion_file(bracket, rung),
+        )
+
+    @property
+    def final_repeats(self) -> int:
+        """Retrains of the winner (``final.repeats``); with more than one, each has its own folder."""
+        return self.config["final"]["repeats"]
+
+    def final_spec(self, repeat: int | None = None) -> RunSpec:
+        """The final retrain (``repeat`` None), or retrain ``repeat`` of several: repeat 0 has the
+        single retrain's seed, the others seeds of their own."""
+        layout = self.layout
+        return RunSpec(
+            trial="final",
+            dir=layout.final_run_dir(repeat),
+            log=layout.final_file("train.log", repeat),
+            stage="final",
+            seed=trial_seed(self.search_seed, f"final-{repeat}" if repeat else "final"),
+            trainer=self.trainer_settings(),
+            params_from=layout.best,
+        )

@@ -1,0 +1,121 @@
+"""What a training job is told to do: typed run specs, built by the plan, read by the runner.
+
+A training job gets one spec as JSON on its command line (``snaketune-trial --spec ...``). The
+spec is a Snakemake param, so it is also the job's identity: change anything in it (the
+parameters, the objective, the early stopping) and Snakemake reruns the job; nothing else does.
+Three kinds, told apart by their ``kind`` field:
+
+* :class:`RunSpec` (``run``): one run of the trainer: a search trial, one fold of it, or the final
+  retrain;
+* :class:`PackSpec` (``pack``): several search runs in one job (``search.trials_per_job``);
+* :class:`SlotSpec` (``slot``): one slot of a multi-fidelity rung, filled at run time by the
+  ``promote`` job (rung 0's slots hold the bracket's own runs).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TrainerSettings:
+    """What every run of the trainer in a study shares (part of each run's identity)."""
+
+    data: str  # the prepared data file, or the user's data.path
+    command: str | None  # None: the built-in trainer
+    metric: str
+    direction: str
+    patience: int  # early stopping: epochs without improvement; 0 = off
+    min_delta: float
+    family: str  # the built-in trainer's model.family
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of the trainer under the trainer contract."""
+
+    trial: str
+    dir: str  # the run's folder: params.yaml, metrics.json, history.csv, checkpoint.pt, result.json
+    log: str  # the job's log (the table's log column)
+    stage: str  # search | final
+    seed: int
+    trainer: TrainerSettings
+    # Parameters known when the DAG is built, or read at run time from `params_from` (a Bayesian
+    # round's file, key `params_key`; best.yaml for the final stage).
+    params: dict[str, Any] | None = None
+    params_from: str | None = None
+    params_key: str | None = None
+    fold: int = 0
+    folds: int = 1
+    round: int | None = None
+    budget: int | None = None  # epochs this run may train; None: the `epochs` parameter
+    resume: str | None = None  # a checkpoint to continue from (a promoted trial's previous rung)
+    restore_best: bool = True  # end with the best epoch's weights (not for multi-fidelity rungs)
+    keep_checkpoint: bool = False  # keep checkpoint.pt after a successful run (rungs to be promoted)
+    kind: str = field(default="run", init=False)
+
+
+@dataclass(frozen=True)
+class PackSpec:
+    """Several search runs in one job, each with its own folder, result and status."""
+
+    pack: int
+    file: str  # the pack's record: which runs it ran, where their results are
+    runs: tuple[RunSpec, ...]
+    kind: str = field(default="pack", init=False)
+
+
+@dataclass(frozen=True)
+class SlotSpec:
+    """One slot of rung ``rung`` of bracket ``bracket``: rung 0 holds ``first`` (a run of the
+    bracket's configuration); a later rung's slot k holds the k-th trial of ``promotion``."""
+
+    bracket: int
+    rung: int
+    slot: int
+    file: str  # the slot's record (its result, or `skipped`)
+    budget: int  # epochs a trial has trained when this rung ends
+    last_rung: bool
+    log: str
+    trials_dir: str
+    search_seed: int
+    trainer: TrainerSettings
+    first: RunSpec | None = None  # rung 0
+    promotion: str | None = None  # later rungs: the promote job's file
+    kind: str = field(default="slot", init=False)
+
+
+Spec = RunSpec | PackSpec | SlotSpec
+
+
+def to_json(spec: Spec) -> str:
+    """The spec as canonical JSON (sorted keys): the same spec always gives the same text."""
+    return json.dumps(asdict(spec), sort_keys=True, separators=(",", ":"))
+
+
+def _build(cls, data: dict[str, Any]):
+    names = {f.name for f in fields(cls) if f.init}
+    unknown = set(data) - names - {"kind"}
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown field(s) {sorted(unknown)}")
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def _run(data: dict[str, Any]) -> RunSpec:
+    return _build(RunSpec, {**data, "trainer": TrainerSettings(**data["trainer"])})
+
+
+def from_json(text: str) -> Spec:
+    """The spec ``to_json`` wrote."""
+    data = json.loads(text)
+    kind = data.get("kind")
+    if kind == "run":
+        return _run(data)
+    if kind == "pack":
+        return _build(PackSpec, {**data, "runs": tuple(_run(r) for r in data["runs"])})
+    if kind == "slot":
+        first = _run(data["first"]) if data.get("first") else None
+        return _build(SlotSpec, {**data, "trainer": TrainerSettings(**data["trainer"]), "first": first})
+    raise ValueError(f"unknown spec kind {kind!r}; valid: run, pack, slot")
