@@ -1,7 +1,8 @@
 # snaketune: find the best hyperparameters of a PyTorch network, then retrain the winner.
 #
 #   prepare_data -> train_trial (one job per trial) -> collect -> select_best -> retrain_best
-#   (bayes: a `propose` job per round; schedules: `train_rung` slots and `promote` per rung)
+#   (bayes: a `propose` job per round; schedules: `train_rung` slots and `promote` per rung;
+#   select.top_k: `choose_top`, then `train_reeval` slots re-run the top trials with extra seeds)
 #
 # The study is described by one config file (config/config.yaml by default, or
 # --configfile config/examples/<study>.yaml); see config/README.md.
@@ -28,6 +29,7 @@ localrules:
     all,
     propose,
     promote,
+    choose_top,
     collect,
     select_best,
     plot_study,

@@ -1,9 +1,9 @@
 """How good is the final model? Retrain protocols compared on several data splits (issue 13).
 
 For each data set and each split (``data.seed`` 0 .. n-1, every other setting as in the default
-study) the seed's 27-trial grid (lr x n_layers x batch_size, 64 units, up to 50 epochs, early
-stopping with patience 5) is searched with the built-in trainer, once with a constant learning rate
-and once with a cosine schedule; the winner is chosen by snaketune's ranking rule
+study) the default study's search space (config/config.yaml: the seed's 27-trial grid of
+lr x n_layers x batch_size, its fixed values and early stopping) is searched with the built-in
+trainer, once with a constant learning rate and once with a cosine schedule; the winner is chosen by snaketune's ranking rule
 (``records.select_best``). Then each protocol produces a final model and reads the test set once:
 
 * ``retrain``: retrain the winner on train+validation for its best epoch count (constant lr);
@@ -15,8 +15,8 @@ and once with a cosine schedule; the winner is chosen by snaketune's ranking rul
 Reported per data set and protocol, over the splits: the test accuracy's mean, standard deviation
 and minimum, and the mean gap between the winner's validation accuracy and the final test accuracy.
 
-    python benchmarks/final_quality.py                      # digits and mnist1d, 5 splits, k = 5
-    python benchmarks/final_quality.py --datasets digits --splits 3 --repeats 3
+    python benchmarks/final_quality.py                      # digits and mnist1d, 5 splits, k = 3
+    python benchmarks/final_quality.py --datasets digits --splits 3 --set hidden_units=64 weight_decay=0
 
 Trials run in a pool of ``--workers`` processes (one thread each), all in process (no Snakemake):
 this measures the protocols, not the pipeline.
@@ -35,9 +35,24 @@ import tempfile
 import time
 from pathlib import Path
 
-GRID = {"lr": [0.001, 0.01, 0.1], "n_layers": [1, 3, 5], "batch_size": [32, 64, 128]}
-FIXED = {"hidden_units": 64, "dropout": 0.0, "weight_decay": 0.0, "epochs": 50}
-PATIENCE = 5
+REPO = Path(__file__).resolve().parents[1]
+
+
+def default_study() -> tuple[dict, dict, int]:
+    """(grid values, fixed values, patience) of the default study, config/config.yaml."""
+    import yaml
+
+    from snaketune import resolve_config
+    from snaketune.space import Fixed, SearchSpace
+
+    cfg = resolve_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
+    space = SearchSpace.from_config(cfg["search_space"])
+    grid = {p.name: p.grid_values() for p in space.params if not isinstance(p, Fixed)}
+    fixed = {p.name: p.value for p in space.params if isinstance(p, Fixed)}
+    return grid, fixed, cfg["early_stopping"]["patience"]
+
+
+GRID, FIXED, PATIENCE = default_study()
 
 
 def _train(task: dict) -> dict:
@@ -93,7 +108,7 @@ def search(pool, data: Path, folder: Path, schedule: str, seed: int = 0) -> tupl
 
     tasks = []
     for values in itertools.product(*GRID.values()):
-        params = {**dict(zip(GRID, values)), **FIXED, "lr_schedule": schedule, **task_fixed()}
+        params = {**dict(zip(GRID, values)), **FIXED, **task_fixed(), "lr_schedule": schedule}
         tid = grid_trial_id(params)
         tasks.append(
             {"out": str(folder / tid), "data": str(data), "params": params, "stage": "search", "seed": trial_seed(seed, tid)}
@@ -185,7 +200,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--datasets", nargs="+", default=["digits", "mnist1d"])
     ap.add_argument("--splits", type=int, default=5)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--json", type=Path, help="also write the per-split figures here")
     ap.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE", help="change a fixed parameter, e.g. hidden_units=128")

@@ -48,6 +48,7 @@ def tiny_config(**overrides) -> dict:
             "epochs": 2,
         },
         "early_stopping": {"patience": 0},
+        "final": {"repeats": 1},  # one retrain: tiny studies stay quick (tests/test_final.py tests repeats)
     }
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(cfg.get(key), dict) and key != "search_space":

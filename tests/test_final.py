@@ -22,7 +22,6 @@ def test_repeats_are_summarised_per_test_metric():
     [
         ({"repeats": 1, "ensemble": True}, None, "an ensemble needs several retrains"),
         ({"repeats": 3, "ensemble": True}, "python t.py", "only the built-in trainer's models"),
-        ({"retrain": False, "repeats": 3}, None, "need final.retrain: true"),
     ],
 )
 def test_impossible_final_settings_are_config_errors(final, command, fragment):

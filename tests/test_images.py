@@ -418,14 +418,15 @@ def test_animals_example_end_to_end_on_a_generated_folder(tmp_path):
     assert final["test_accuracy"] >= 0.8, final  # chance is 1/3
     model = load_model(s.results / "final" / "model.pt")
     assert model.classes == list(CLASSES) and model.input_shape == [3, 16, 16]
+    assert final["repeats"] == 3 and final["ensemble"] is True and len(model.members) == 3
 
     # Decoded once per study, by prepare_data; every trial loads the uint8 array.
     summary = json.loads((s.results / "data" / "summary.json").read_text())
     assert summary["images"]["decoded_images"] == 120 and summary["classes"] == list(CLASSES)
     prepare_log = (s.results / "logs" / "prepare_data.log").read_text()
     assert prepare_log.count("decoded 120 images in") == 1
-    logs = [*(s.results / "trials").glob("*/train.log"), s.results / "final" / "train.log"]
-    assert len(logs) == 4
+    logs = [*(s.results / "trials").glob("*/train.log"), *(s.results / "final").glob("repeat-*/train.log")]
+    assert len(logs) == 3 + 3  # the example's final stage: an ensemble of 3 retrains (the default)
     for log in logs:
         text = log.read_text()
         assert "examples of shape (3, 16, 16) (uint8) in" in text and "decod" not in text.lower()

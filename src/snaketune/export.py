@@ -33,7 +33,7 @@ from snaketune.space import Fixed, SearchSpace
 from snaketune.trial_files import epoch_values
 
 # Columns of a record kept as user attributes of the Optuna trial.
-_STRUCTURE = ("round", "bracket", "rung", "budget", "folds", "objective_std")
+_STRUCTURE = ("round", "bracket", "rung", "budget", "folds", "objective_mean", "objective_std", "seeds")
 
 
 def _plain(v: Any) -> Any:

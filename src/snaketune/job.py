@@ -1,8 +1,9 @@
 """``snaketune-trial --spec '<json>'``: what every training job of the workflow runs.
 
 The spec (:mod:`snaketune.specs`) says which kind of job it is: one run of the trainer
-(:mod:`snaketune.runner`), a pack of runs (:mod:`snaketune.packs`) or a rung slot of a
-multi-fidelity schedule (:mod:`snaketune.rungs`). Exit status 0: the job's result is recorded (a
+(:mod:`snaketune.runner`), a pack of runs (:mod:`snaketune.packs`), a rung slot of a
+multi-fidelity schedule (:mod:`snaketune.rungs`) or a top trial's re-run with an extra seed
+(:mod:`snaketune.reeval`). Exit status 0: the job's result is recorded (a
 failed search trial is a result too); 1: the job must be rerun (stopped, no GPU slot) or the final
 retrain failed.
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from snaketune.gpu import GpuLeaseError
 from snaketune.runner import Preempted, run_trial
-from snaketune.specs import PackSpec, SlotSpec, from_json
+from snaketune.specs import PackSpec, ReevalSpec, SlotSpec, from_json
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     spec = from_json(Path(args.spec[1:]).read_text(encoding="utf-8") if args.spec.startswith("@") else args.spec)
     kw = {"threads": args.threads, "timeout": args.timeout or None, "device": args.device}
     try:
-        # Packs and rung slots are imported only by their jobs: a plain trial's runner stays lean.
+        # Packs, rung slots and re-evaluations are imported only by their jobs: a plain trial's runner stays lean.
         if isinstance(spec, PackSpec):
             from snaketune.packs import run_pack
 
@@ -40,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
             from snaketune.rungs import run_slot
 
             run_slot(spec, **kw)
+            return 0
+        if isinstance(spec, ReevalSpec):
+            from snaketune.reeval import run_reeval
+
+            run_reeval(spec, **kw)
             return 0
         result = run_trial(spec, **kw)
     except (Preempted, GpuLeaseError) as e:

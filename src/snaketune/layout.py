@@ -10,10 +10,13 @@ relative to the working directory Snakemake runs in (``results/<study>/...``)::
                                        trials/<trial>/rung-<i>/ under a schedule):
                                        params.yaml, metrics.json, history.csv, checkpoint.pt,
                                        result.json, train.log, benchmark.tsv
+      trials/<trial>/seed-<j>/         select.top_k: the trial re-run with extra seed j (1, 2, ...)
       rounds/round-<r>.yaml            a Bayesian round's proposals
       rungs/b<b>/r<i>/s<k>.json        a schedule's rung slot (which trial, its result)
       rungs/b<b>/promote-r<i>.yaml     who goes on to rung i
       packs/pack-<p>.json              a pack of trials (search.trials_per_job)
+      select/top.yaml                  select.top_k: the trials re-evaluated with extra seeds
+      select/s<i>/seed-<j>.json        ... the i-th of them re-run with seed j (its result)
       trials.tsv, trials.json, best.yaml
       final/                           the retrained winner: metrics.json, history.csv, model.pt
       final/repeat-<r>/                with final.repeats > 1: each retrain (final/ then holds
@@ -43,8 +46,11 @@ PARAMS, METRICS, HISTORY, CHECKPOINT, RESULT, LOG, BENCHMARK, MODEL = (
 )
 
 
-def run_name(trial: str, fold: int | None = None, rung: int | None = None) -> str:
-    """The folder of one run under ``trials/``: ``<trial>``, ``<trial>/fold-<k>`` or ``<trial>/rung-<i>``."""
+def run_name(trial: str, fold: int | None = None, rung: int | None = None, seed: int | None = None) -> str:
+    """The folder of one run under ``trials/``: ``<trial>``, ``<trial>/fold-<k>``, ``<trial>/rung-<i>``
+    or ``<trial>/seed-<j>`` (a re-evaluation with extra seed j, ``select.top_k``)."""
+    if seed is not None:
+        return f"{trial}/seed-{seed}"
     if rung is not None:
         return f"{trial}/rung-{rung}"
     if fold is not None:
@@ -137,6 +143,17 @@ class Layout:
     def pack_log(self, pack: int | str) -> str:
         return f"{self.results}/packs/pack-{pack}.log"
 
+    # select.top_k: the top trials re-evaluated with extra seeds
+    @property
+    def top(self) -> str:
+        return f"{self.results}/select/top.yaml"
+
+    def reeval_file(self, slot: int | str, seed: int | str) -> str:
+        return f"{self.results}/select/s{slot}/seed-{seed}.json"
+
+    def reeval_log(self, slot: int | str, seed: int | str) -> str:
+        return f"{self.results}/select/s{slot}/seed-{seed}.log"
+
     # the study's tables and the winner
     @property
     def table(self) -> str:
@@ -161,6 +178,14 @@ class Layout:
 
     def final_run_dir(self, repeat: int | str | None = None) -> str:
         return self.final_dir if repeat is None else f"{self.final_dir}/repeat-{repeat}"
+
+    def final_history_files(self) -> list[Path]:
+        """The final retrain's ``history.csv``, or each retrain's (``final.repeats``), as they exist."""
+        single = Path(self.final_file(HISTORY))
+        if single.is_file():
+            return [single]
+        repeats = Path(self.final_dir).glob(f"repeat-*/{HISTORY}")
+        return sorted(repeats, key=lambda p: int(p.parent.name.removeprefix("repeat-")))
 
     # for people
     @property

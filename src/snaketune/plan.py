@@ -17,7 +17,7 @@ from typing import Any
 
 from snaketune.schedule import Bracket, bracket, hyperband, successive_halving
 from snaketune.space import SearchSpace
-from snaketune.specs import PackSpec, RunSpec, SlotSpec, TrainerSettings
+from snaketune.specs import PackSpec, ReevalSpec, RunSpec, SlotSpec, TrainerSettings
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,12 @@ def trial_seed(search_seed: int, trial_id: str, fold: int = 0) -> int:
     """The training seed of one trial (and fold): stable, independent of scheduling."""
     digest = hashlib.sha256(f"{search_seed}:{trial_id}:{fold}".encode()).hexdigest()
     return int(digest[:8], 16)
+
+
+def reeval_seed(search_seed: int, trial_id: str, seed: int) -> int:
+    """The training seed of a trial's re-evaluation with extra seed ``seed`` (1, 2, ...;
+    ``select.top_k``): its own, never the search run's."""
+    return trial_seed(search_seed, f"{trial_id}:seed-{seed}")
 
 
 def plan_trials(config: Mapping[str, Any]) -> list[Trial]:
@@ -152,6 +158,9 @@ class StudyPlan:
         self.param_names: list[str] = list(config["search_space"])
         self.builtin_trainer: bool = config["trainer"]["command"] is None
         self.packs = self._packs(search["trials_per_job"])
+        select = config.get("select") or {}
+        self.top_k: int = select.get("top_k", 0)  # 0: the best trial wins, nothing is re-evaluated
+        self.reeval_seeds: int = select.get("seeds", 0) if self.top_k else 0
 
     # trials and their runs
     def trial(self, trial_id: str) -> Trial:
@@ -232,6 +241,14 @@ class StudyPlan:
             return [self.layout.pack_file(p) for p in range(len(self.packs))]
         return [f for t in self.trials for f in self.run_results(t)]
 
+    # select.top_k: the top trials re-run with extra seeds (slot i = the i-th trial of the top file)
+    def reeval_slots(self) -> list[tuple[int, int]]:
+        """(slot, seed) of every re-evaluation job: seeds 1 .. select.seeds (seed 0 is the search run)."""
+        return [(i, j) for i in range(self.top_k) for j in range(1, self.reeval_seeds + 1)]
+
+    def reeval_files(self) -> list[str]:
+        return [self.layout.reeval_file(i, j) for i, j in self.reeval_slots()]
+
     # the specs of the training jobs
     def trainer_settings(self) -> TrainerSettings:
         cfg = self.config
@@ -288,6 +305,25 @@ class StudyPlan:
             trainer=self.trainer_settings(),
             first=first,
             promotion=None if rung == 0 else self.layout.promotion_file(bracket, rung),
+        )
+
+    def reeval_spec(self, slot: int, seed: int) -> ReevalSpec:
+        """A re-evaluation run: as the trial's search run (same early stopping), or with a schedule a
+        fresh run to the largest budget with the rungs' settings (no early stopping, last epoch)."""
+        trainer, budget = self.trainer_settings(), None
+        if self.brackets:
+            trainer, budget = replace(trainer, patience=0), max(b.bracket.rungs[-1].budget for b in self.brackets)
+        return ReevalSpec(
+            slot=slot,
+            seed=seed,
+            file=self.layout.reeval_file(slot, seed),
+            top=self.layout.top,
+            log=self.layout.reeval_log(slot, seed),
+            trials_dir=self.layout.trials_dir,
+            search_seed=self.search_seed,
+            trainer=trainer,
+            budget=budget,
+            restore_best=not self.brackets,
         )
 
     @property

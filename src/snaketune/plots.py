@@ -21,7 +21,7 @@ from typing import Any
 
 from snaketune.files import atomic_write_bytes, atomic_write_text, read_json
 from snaketune.layout import Layout, run_name
-from snaketune.records import best_record, is_ok, rank_budget, ranked, test_metric
+from snaketune.records import best_record, is_ok, rank_budget, ranked
 from snaketune.space import Categorical, FloatRange, IntRange, Param, SearchSpace
 from snaketune.trial_files import read_history
 
@@ -153,7 +153,7 @@ def plot_optimisation_history(
                 elinewidth=1,
                 capsize=2,
                 markersize=5,
-                label=f"{label} (± std over folds)",
+                label=f"{label} (± std over {'folds' if any((r.get('folds') or 1) > 1 for _, r in pts) else 'seeds'})",
                 zorder=3,
             )
         else:
@@ -528,7 +528,7 @@ class Curve:
     def label(self) -> str | None:
         """The legend entry: one per trial (its first fold stands for all)."""
         if self.final:
-            return "final retrain (train+val → test)"
+            return f"{self.name} (train+val; tested once, after training)" if self.fold in (None, 0) else None
         if self.fold not in (None, 0):
             return None
         score = f" ({_num(self.objective)})" if self.objective is not None else ""
@@ -561,9 +561,11 @@ def learning_curves(
             kept = fold is None and r.get("rung") is None
             best_epoch = (r.get("metrics") or {}).get("best_epoch") if kept else None
             curves.append(Curve(str(r["trial"]), read_history(f), float(r["objective"]), fold, rung_ends, best_epoch=best_epoch))
-    final_history = Path(layout.final_file("history.csv"))
-    if final and final_history.is_file():
-        curves.append(Curve("final retrain", read_history(final_history), final=True))
+    if final:
+        histories = layout.final_history_files()
+        for k, f in enumerate(histories):  # one per retrain (final.repeats): the first stands for all
+            name = "final retrain" if len(histories) == 1 else f"final retrains ({len(histories)})"
+            curves.append(Curve(name, read_history(f), fold=k if len(histories) > 1 else None, final=True))
     return curves
 
 
@@ -585,9 +587,13 @@ def plot_learning_curves(path: str | os.PathLike, curves: Sequence[Curve], *, me
     shown_rung = shown_best = False
     for c in curves:
         colour = "black" if c.final else seen_trials.setdefault(c.name, colours(len(seen_trials) % 10))
+        if c.final:  # training metrics only: the final stage reads the test set once, after training
+            if "train_loss" in c.history:
+                right.plot(c.history.get("epoch", []), c.history["train_loss"], color=colour, linewidth=1.3, label=c.label)
+            continue
         label = c.label
         epochs = c.history.get("epoch", [])
-        column = test_metric(metric) if c.final else metric
+        column = metric
         if column in c.history:
             marker = "." if len(epochs) < 30 and c.fold is None else None  # folds: thin lines, no dots
             left.plot(
@@ -597,7 +603,7 @@ def plot_learning_curves(path: str | os.PathLike, curves: Sequence[Curve], *, me
                 y = c.history[column][epochs.index(c.best_epoch)]
                 left.scatter([c.best_epoch], [y], s=90, facecolor="none", edgecolor=colour, linewidth=1.5, zorder=5)
                 shown_best = True
-        eval_loss = test_metric("val_loss") if c.final else "val_loss"
+        eval_loss = "val_loss"
         if "train_loss" in c.history:
             right.plot(epochs, c.history["train_loss"], color=colour, linewidth=1.3, label=label)
         if eval_loss in c.history:
@@ -606,10 +612,10 @@ def plot_learning_curves(path: str | os.PathLike, curves: Sequence[Curve], *, me
             for ax in (left, right):
                 ax.axvline(x + 0.5, color=colour, linestyle=":", linewidth=1, label=None)
             shown_rung = True
-    left.set_title(f"{_text(metric)} per epoch (final retrain: {_text(test_metric(metric))})")
+    left.set_title(f"{_text(metric)} per epoch")
     left.set_xlabel("epoch")
     left.set_ylabel(_text(metric))
-    right.set_title("loss per epoch: training (solid), validation / test (dashed)")
+    right.set_title("loss per epoch: training (solid), validation (dashed); final retrain: black")
     right.set_xlabel("epoch")
     right.set_ylabel("loss")
     if any("train_loss" in c.history and c.history["train_loss"] and min(c.history["train_loss"]) > 0 for c in curves):

@@ -5,8 +5,10 @@ A *record* is what a run writes to its ``result.json`` (``trial``, ``status``, `
 ``rung``, ``budget``); :func:`load_records` turns the runs of a study into one record per trial.
 The ranking functions take these records or the rows of ``trials.tsv`` (the same fields, flat
 and as text), so the table, ``best.yaml``, rung promotion, the report and the Optuna export all
-order trials by one rule (see :func:`rank_key`). Nothing here imports pandas or Optuna: the
-``collect`` job reads 10,000 trial folders with it.
+order trials by one rule (see :func:`rank_key`). With ``select.top_k`` the top trials are run
+again with extra seeds; :func:`combine_seeds` gives a trial its mean over them, and
+:func:`select_best` chooses by that mean, with the same rule. Nothing here imports pandas or
+Optuna: the ``collect`` job reads 10,000 trial folders with it.
 """
 
 from __future__ import annotations
@@ -117,17 +119,97 @@ def best_record(records: Iterable[Mapping[str, Any]], metric: str, direction: st
     return best[1] if best is not None and is_ok(best[1]) else None
 
 
-def select_best(rows: Sequence[Mapping[str, Any]], metric: str, direction: str) -> Mapping[str, Any]:
-    """The best successful row or record; raise NoSuccessfulTrial listing the reasons when there is none."""
+def select_best(
+    rows: Sequence[Mapping[str, Any]], metric: str, direction: str, *, reevaluated: Sequence[str] | None = None
+) -> Mapping[str, Any]:
+    """The best successful row or record; raise NoSuccessfulTrial listing the reasons when there is none.
+
+    ``reevaluated`` (select.top_k): the trials run again with extra seeds, in their search ranking;
+    only they can win, ranked by their mean over the seeds (:func:`by_seed_mean`) with the same rule.
+    """
+    if reevaluated is not None:
+        by_trial = {r.get("trial"): r for r in rows}
+        candidates = [by_seed_mean(by_trial[t]) for t in reevaluated if t in by_trial]
+        best = best_record(candidates, metric, direction)
+        if best is None:
+            _no_success(candidates, "re-evaluated trials have no mean (a seed failed)")
+        return by_trial[best["trial"]]
     best = best_record(rows, metric, direction)
     if best is None:
-        reasons = "\n".join(f"  {r.get('trial')}: {r.get('error') or r.get('reason') or 'no objective'}" for r in rows[:50])
-        more = f"\n  ... and {len(rows) - 50} more" if len(rows) > 50 else ""
-        raise NoSuccessfulTrial(
-            f"all {len(rows)} trials failed, so there is no best configuration. Reasons:\n{reasons}{more}\n"
-            "Fix the trainer or the search space; the trials' logs are in the table's `log` column."
-        )
+        _no_success(rows, "trials failed")
     return best
+
+
+def _no_success(rows: Sequence[Mapping[str, Any]], what: str) -> None:
+    reasons = "\n".join(f"  {r.get('trial')}: {r.get('error') or r.get('reason') or 'no objective'}" for r in rows[:50])
+    more = f"\n  ... and {len(rows) - 50} more" if len(rows) > 50 else ""
+    raise NoSuccessfulTrial(
+        f"all {len(rows)} {what}, so there is no best configuration. Reasons:\n{reasons}{more}\n"
+        "Fix the trainer or the search space; the trials' logs are in the table's `log` column."
+    )
+
+
+def by_seed_mean(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A re-evaluated trial (:func:`combine_seeds`) as the ranking sees it when choosing by the mean:
+    the mean over its seeds as the objective, its metrics' means (the tie-break loss) as its metrics;
+    failed when a seed failed. Every such view has the seeds' budget, so ``budget`` is left out."""
+    mean = record.get("objective_mean")
+    return {
+        **record,
+        "status": "ok" if mean is not None else "failed",
+        "objective": mean,
+        "metrics": record.get("seed_metrics") or {},
+        "reason": record.get("seed_error"),
+        "budget": None,
+    }
+
+
+def best_document(
+    records: Sequence[Mapping[str, Any]],
+    metric: str,
+    direction: str,
+    *,
+    study: str,
+    reevaluated: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """What ``best.yaml`` holds: the chosen trial (:func:`select_best`), its parameters, score and best
+    epoch (the final retrain trains that many epochs). With ``reevaluated`` (select.top_k) the score
+    is the mean over the seeds, the best epoch the rounded mean of the seeds' best epochs, and the
+    document lists the seeds' values and every re-evaluated trial's mean, best first."""
+    best = select_best(records, metric, direction, reevaluated=reevaluated)
+    metrics = best["metrics"]
+    doc: dict[str, Any] = {
+        "study": study,
+        "trial": best["trial"],
+        "metric": metric,
+        "direction": direction,
+        "value": best["objective"],
+        "best_epoch": metrics.get("best_epoch"),
+        "params": best["params"],
+        "metrics": metrics,
+        "n_trials": len(records),
+        "n_ok": sum(r["status"] == "ok" for r in records),
+    }
+    if reevaluated is None:
+        return doc
+    by_trial = {r["trial"]: r for r in records}
+    views = ranked([by_seed_mean(by_trial[t]) for t in reevaluated if t in by_trial], metric, direction)
+    doc.update(
+        chosen_by=f"the best mean {metric} over {best['seeds']} seeds among the top {len(reevaluated)} trials",
+        value=best["objective_mean"],
+        best_epoch=best["seed_metrics"].get("best_epoch", doc["best_epoch"]),
+        search_value=best["objective"],
+        objective_mean=best["objective_mean"],
+        objective_std=best["objective_std"],
+        seeds=best["seeds"],
+        seed_objectives=best["seed_objectives"],
+        seed_best_epochs=best["seed_best_epochs"],
+        reevaluated=[
+            {k: v.get(k) for k in ("trial", "objective_mean", "objective_std", "seeds", "seed_error") if v.get(k) is not None}
+            for v in views
+        ],
+    )
+    return doc
 
 
 def rank_budget(records: Iterable[Mapping[str, Any]], min_count: int = 1) -> Any:
@@ -194,6 +276,22 @@ def combine_records(results: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]
     return list(by_trial.values())
 
 
+def _mean_metrics(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The metrics of several runs of one configuration (folds, seeds): a value the same in every run
+    (n_parameters, device) as it is, a numeric one as its mean; ``best_epoch`` rounded, at least 1
+    (the final retrain's epochs)."""
+    metrics: dict[str, Any] = {}
+    for key in records[0].get("metrics", {}):
+        values = [r["metrics"].get(key) for r in records]
+        if all(v == values[0] for v in values):
+            metrics[key] = values[0]
+        elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            metrics[key] = statistics.fmean(values)
+    if "best_epoch" in metrics:
+        metrics["best_epoch"] = max(1, round(metrics["best_epoch"]))
+    return metrics
+
+
 def combine_folds(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """A cross-validated trial: the mean (and standard deviation) of its folds' objectives and
     metrics; failed if any fold failed, with that fold's reason."""
@@ -209,15 +307,7 @@ def combine_folds(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         out.update(status="failed", objective=None, reason=f"fold {f.get('fold')}: {f.get('reason')}", metrics={})
         return out
     objectives = [float(r["objective"]) for r in records]
-    metrics: dict[str, Any] = {}
-    for key in records[0].get("metrics", {}):
-        values = [r["metrics"].get(key) for r in records]
-        if all(v == values[0] for v in values):
-            metrics[key] = values[0]  # the same in every fold (n_parameters, device)
-        elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            metrics[key] = statistics.fmean(values)
-    if "best_epoch" in metrics:
-        metrics["best_epoch"] = max(1, round(metrics["best_epoch"]))  # the final retrain's epochs
+    metrics = _mean_metrics(records)
     metrics["fold_objectives"] = objectives
     out.update(
         status="ok",
@@ -227,6 +317,56 @@ def combine_folds(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         metrics=metrics,
     )
     return out
+
+
+def combine_seeds(record: Mapping[str, Any], seed_runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A trial re-evaluated with extra seeds (select.top_k): ``record`` (its search run) with
+
+    * ``objective_mean``, ``objective_std`` (population): over the search run and ``seed_runs``
+      (its re-runs, each with ``extra_seed`` 1, 2, ...); under a schedule the search run counts only
+      if it reached the re-runs' budget (scores of different budgets are never mixed);
+    * ``seeds``: how many runs the mean is over; ``seed_objectives``, ``seed_best_epochs``: per run,
+      the search run first; ``seed_metrics``: every metric's mean (``best_epoch`` rounded);
+    * or, when a run failed, ``objective_mean`` None and ``seed_error`` saying which and why.
+
+    >>> r = combine_seeds({"trial": "a", "status": "ok", "objective": 1.0, "metrics": {"best_epoch": 4}},
+    ...                   [{"trial": "a", "status": "ok", "objective": 0.5, "extra_seed": 1, "metrics": {"best_epoch": 8}}])
+    >>> r["objective_mean"], r["objective_std"], r["seeds"], r["seed_metrics"]["best_epoch"]
+    (0.75, 0.25, 2, 6)
+    """
+    runs = sorted(seed_runs, key=lambda r: r.get("extra_seed", 0))
+    budget = _number(runs[0].get("budget")) if runs else None
+    counted = ([record] if _number(record.get("budget")) == budget else []) + runs
+    out = dict(record)
+    out["seeds"] = len(counted)
+    failed = [r for r in counted if not is_ok(r)]
+    if failed or not counted:
+        f = failed[0] if failed else {"reason": "no run to average"}
+        out.update(
+            objective_mean=None,
+            objective_std=None,
+            seed_error=f"seed {f.get('extra_seed', 0)}: {f.get('reason') or 'no objective'}",
+        )
+        return out
+    objectives = [float(r["objective"]) for r in counted]
+    out.update(
+        objective_mean=statistics.fmean(objectives),
+        objective_std=statistics.pstdev(objectives),
+        seed_objectives=objectives,
+        seed_best_epochs=[(r.get("metrics") or {}).get("best_epoch") for r in counted],
+        seed_metrics=_mean_metrics(counted),
+    )
+    return out
+
+
+def with_seeds(records: Iterable[Mapping[str, Any]], seed_runs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """``records`` (one per trial), the re-evaluated ones combined with their ``seed_runs``
+    (:func:`combine_seeds`); empty re-evaluation slots (``skipped``) are left out."""
+    by_trial: dict[str, list[Mapping[str, Any]]] = {}
+    for r in seed_runs:
+        if r.get("status") != "skipped" and r.get("trial"):
+            by_trial.setdefault(r["trial"], []).append(r)
+    return [combine_seeds(r, by_trial[r["trial"]]) if r["trial"] in by_trial else dict(r) for r in records]
 
 
 def records_in_completion_order(result_files: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:

@@ -3,13 +3,15 @@
 A training job gets one spec as JSON on its command line (``snaketune-trial --spec ...``). The
 spec is a Snakemake param, so it is also the job's identity: change anything in it (the
 parameters, the objective, the early stopping) and Snakemake reruns the job; nothing else does.
-Three kinds, told apart by their ``kind`` field:
+Four kinds, told apart by their ``kind`` field:
 
 * :class:`RunSpec` (``run``): one run of the trainer: a search trial, one fold of it, or the final
   retrain;
 * :class:`PackSpec` (``pack``): several search runs in one job (``search.trials_per_job``);
 * :class:`SlotSpec` (``slot``): one slot of a multi-fidelity rung, filled at run time by the
-  ``promote`` job (rung 0's slots hold the bracket's own runs).
+  ``promote`` job (rung 0's slots hold the bracket's own runs);
+* :class:`ReevalSpec` (``reeval``): one re-run, with an extra seed, of one of the top trials the
+  ``choose_top`` job chose (``select.top_k``).
 """
 
 from __future__ import annotations
@@ -87,7 +89,25 @@ class SlotSpec:
     kind: str = field(default="slot", init=False)
 
 
-Spec = RunSpec | PackSpec | SlotSpec
+@dataclass(frozen=True)
+class ReevalSpec:
+    """Extra seed ``seed`` (1, 2, ...; the search run is seed 0) of the ``slot``-th trial that the
+    ``choose_top`` job wrote to ``top``: a fresh run of its parameters in ``trials/<trial>/seed-<seed>/``."""
+
+    slot: int
+    seed: int
+    file: str  # the re-run's record (its result, or `skipped`)
+    top: str  # the choose_top job's file: the trials and their parameters
+    log: str
+    trials_dir: str
+    search_seed: int
+    trainer: TrainerSettings  # with a schedule: patience 0, like the rungs
+    budget: int | None = None  # with a schedule: the largest budget; else the `epochs` parameter
+    restore_best: bool = True  # with a schedule: False, like the rungs
+    kind: str = field(default="reeval", init=False)
+
+
+Spec = RunSpec | PackSpec | SlotSpec | ReevalSpec
 
 
 def to_json(spec: Spec) -> str:
@@ -118,4 +138,6 @@ def from_json(text: str) -> Spec:
     if kind == "slot":
         first = _run(data["first"]) if data.get("first") else None
         return _build(SlotSpec, {**data, "trainer": TrainerSettings(**data["trainer"]), "first": first})
-    raise ValueError(f"unknown spec kind {kind!r}; valid: run, pack, slot")
+    if kind == "reeval":
+        return _build(ReevalSpec, {**data, "trainer": TrainerSettings(**data["trainer"])})
+    raise ValueError(f"unknown spec kind {kind!r}; valid: run, pack, slot, reeval")

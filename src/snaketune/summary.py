@@ -145,7 +145,11 @@ def run_summary(
     if best:
         metric = best.get("metric", "objective")
         epoch = f"; best epoch {best['best_epoch']}" if best.get("best_epoch") is not None else ""
-        line("best trial", f"{best['trial']}: {metric} = {_num(best.get('value'))} (validation{epoch})")
+        spread = ""
+        if best.get("seeds") is not None:  # select.top_k: chosen by the mean over extra seeds
+            top = len(best.get("reevaluated") or [])
+            spread = f", mean ± {_num(best.get('objective_std'))} over {best['seeds']} seeds of the top {top}"
+        line("best trial", f"{best['trial']}: {metric} = {_num(best.get('value'))} (validation{spread}{epoch})")
         params = best.get("params") or {}
         names = [n for n in (searched if searched is not None else params) if n in params]
         shown = "  ".join(f"{n}={params[n]!r}" if isinstance(params[n], str) else f"{n}={_num(params[n])}" for n in names)

@@ -25,7 +25,9 @@ from snaketune.records import select_best as select_best
 
 FIRST_COLUMNS = ["trial", "status", "objective"]
 # Where a trial sits in the search (bayes rounds, ...), present only when the search has them.
-STRUCTURE_COLUMNS = ["objective_std", "folds", "round", "bracket", "rung", "budget"]
+# objective_std: over the folds (cv.folds > 1), or with objective_mean and `seeds` (how many runs)
+# over a re-evaluated trial's seeds (select.top_k; the config never allows both in one study).
+STRUCTURE_COLUMNS = ["objective_mean", "objective_std", "seeds", "folds", "round", "bracket", "rung", "budget"]
 LAST_COLUMNS = ["seconds", "error", "log"]
 # Metrics a trainer reports that are about the run rather than the score.
 RUN_COLUMNS = ["best_epoch", "epochs_run", "train_seconds", "n_parameters", "device"]
@@ -71,7 +73,7 @@ def table_rows(
                 if k not in metric_names:
                     metric_names.append(k)
         row["seconds"] = r.get("seconds")
-        row["error"] = r.get("reason") or ""
+        row["error"] = r.get("reason") or (f"re-evaluation: {r['seed_error']}" if r.get("seed_error") else "")
         row["log"] = r.get("log") or ""
         rows.append(row)
     return ranked(rows, metric, direction)

@@ -17,7 +17,7 @@ from snaketune.files import write_json
 
 # `best_record as best_record`: re-exported from its old home here until callers import it from records.
 from snaketune.records import best_record as best_record
-from snaketune.records import combine_records, in_completion_order, iter_results
+from snaketune.records import combine_records, in_completion_order, iter_results, with_seeds
 from snaketune.table import table_rows, write_table
 
 
@@ -28,12 +28,14 @@ def collect_study(
     param_names: Sequence[str],
     metric: str,
     direction: str,
+    seed_files: Sequence[str | os.PathLike] = (),
 ) -> list[dict[str, Any]]:
     """The `collect` step: read every result once and write the study's table (``trials.tsv``, best
     first, for people) and its records (``trials.json``, typed, in completion order, for the jobs
-    after it). Returns the table's rows."""
+    after it). ``seed_files``: the re-evaluations of the top trials (select.top_k), which add their
+    mean over the seeds to those trials. Returns the table's rows."""
     results = list(iter_results(result_files))  # each file read once, packs expanded
-    records = combine_records(r for _, r in results)
+    records = with_seeds(combine_records(r for _, r in results), (r for _, r in iter_results(seed_files)))
     rows = table_rows(records, param_names, metric, direction)
     write_table(table, rows, param_names)
     write_json(records_file, in_completion_order(results, records))

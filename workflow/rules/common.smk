@@ -58,6 +58,7 @@ wildcard_constraints:
     rung="[0-9]+",
     slot="[0-9]+",
     repeat="[0-9]+",
+    seed="[0-9]+",
 
 
 # The training jobs' specs (snaketune.specs): a param, so the spec is each job's identity.
@@ -73,6 +74,10 @@ def slot_spec(wildcards):
     return to_json(
         PLAN.slot_spec(int(wildcards.bracket), int(wildcards.rung), int(wildcards.slot))
     )
+
+
+def reeval_spec(wildcards):
+    return to_json(PLAN.reeval_spec(int(wildcards.slot), int(wildcards.seed)))
 
 
 def final_spec(wildcards):
@@ -122,6 +127,12 @@ def slot_inputs(wildcards):
 def study_results(wildcards):
     """Every result record of the study: one per run, per pack, or per rung slot."""
     return PLAN.study_results()
+
+
+# select.top_k: the re-evaluations collect reads, and the file select_best chooses among (both
+# empty when it is 0, so a study without it has the same jobs and inputs as before).
+REEVAL_RESULTS = PLAN.reeval_files()
+TOP_TRIALS = L.top if PLAN.top_k else []
 
 
 def final_outputs(repeat=None):

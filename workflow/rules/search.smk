@@ -68,6 +68,7 @@ use rule train_trial as train_pack with:
 rule collect:
     input:
         results=study_results,
+        reeval=REEVAL_RESULTS,
     output:
         table=L.table,
         records=L.records,

@@ -1,10 +1,49 @@
 # Choose the best trial, then retrain it on train+validation and test it once.
 
 
+# select.top_k: the k best trials of the search, to be trained again with extra seeds (select.seeds
+# is not a param here: raising it adds re-evaluation jobs and redoes none).
+rule choose_top:
+    input:
+        results=study_results,
+    output:
+        top=L.top,
+    log:
+        L.log("choose_top"),
+    benchmark:
+        L.benchmark("choose_top")
+    conda:
+        "../../envs/snaketune.yaml"
+    params:
+        k=PLAN.top_k,
+        metric=config["objective"]["metric"],
+        direction=config["objective"]["direction"],
+    script:
+        "../scripts/choose_top.py"
+
+
+# Slot {slot} of the top trials, re-run with extra seed {seed}: its trial trains in
+# trials/<trial>/seed-<seed>/ (known only at run time). collect reads them all.
+use rule train_trial as train_reeval with:
+    input:
+        top=L.top,
+        data=L.data,
+    output:
+        result=L.reeval_file("{slot}", "{seed}"),
+    log:
+        L.reeval_log("{slot}", "{seed}"),
+    benchmark:
+        L.benchmark("select/s{slot}-seed-{seed}")
+    params:
+        spec=reeval_spec,
+        device=TRAINER_DEVICE,
+
+
 rule select_best:
     input:
         table=L.table,
         records=L.records,
+        top=TOP_TRIALS,
     output:
         best=L.best,
     log:
@@ -87,7 +126,13 @@ rule summarise:
         best=L.best,
         final=L.final_file("metrics.json") if config["final"]["retrain"] else [],
     output:
-        summary=L.summary,
+        summary=report(
+            L.summary,
+            caption=str(CAPTIONS / "summary.rst"),
+            category=STUDY,
+            subcategory="the answer",
+            labels={"figure": "summary: winner, validation and test score, gap"},
+        ),
     log:
         L.log("summarise"),
     conda:
