@@ -16,11 +16,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from snaketune.files import read_yaml, write_json
-from snaketune.layout import RESULT, Layout, run_name
+from snaketune.files import read_yaml
+from snaketune.layout import Layout, run_name
 from snaketune.plan import reeval_seed
 from snaketune.records import ranked
-from snaketune.runner import run_trial
+from snaketune.runner import run_into_slot
 from snaketune.specs import ReevalSpec, RunSpec
 
 
@@ -56,12 +56,4 @@ def reeval_run(spec: ReevalSpec) -> RunSpec | None:
 def run_reeval(spec: ReevalSpec, **kw: Any) -> dict[str, Any]:
     """Run the re-evaluation and write its record (the run's result, or ``skipped``)."""
     where = {"slot": spec.slot, "extra_seed": spec.seed, "budget": spec.budget}
-    run = reeval_run(spec)
-    if run is None:
-        record = {"trial": None, "status": "skipped", "reason": "fewer successful trials than select.top_k", **where}
-        write_json(spec.file, record)
-        return record
-    result = {**run_trial(run, **kw), **where}
-    write_json(Path(run.dir) / RESULT, result)
-    write_json(spec.file, result)
-    return result
+    return run_into_slot(reeval_run(spec), spec.file, where, "fewer successful trials than select.top_k", **kw)

@@ -12,10 +12,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from snaketune.files import read_yaml, write_json
-from snaketune.layout import CHECKPOINT, PARAMS, RESULT, Layout, run_name
+from snaketune.files import read_yaml
+from snaketune.layout import CHECKPOINT, PARAMS, Layout, run_name
 from snaketune.plan import trial_seed
-from snaketune.runner import run_trial
+from snaketune.runner import run_into_slot
 from snaketune.specs import RunSpec, SlotSpec
 
 
@@ -54,12 +54,4 @@ def slot_run(spec: SlotSpec) -> RunSpec | None:
 
 def run_slot(spec: SlotSpec, **kw: Any) -> dict[str, Any]:
     where = {"bracket": spec.bracket, "rung": spec.rung, "slot": spec.slot, "budget": spec.budget}
-    run = slot_run(spec)
-    if run is None:
-        record = {"trial": None, "status": "skipped", "reason": "fewer successful trials than slots", **where}
-        write_json(spec.file, record)
-        return record
-    result = {**run_trial(run, **kw), **where}
-    write_json(Path(run.dir) / RESULT, result)
-    write_json(spec.file, result)
-    return result
+    return run_into_slot(slot_run(spec), spec.file, where, "fewer successful trials than slots", **kw)

@@ -231,3 +231,17 @@ def run_trial(
     state = "ok" if not reason else f"FAILED: {reason}"
     print(f"[snaketune] trial {spec.trial} {state} ({seconds:.1f} s)", flush=True)
     return result
+
+
+def run_into_slot(run: RunSpec | None, file: str, where: dict[str, Any], why_empty: str, **kw: Any) -> dict[str, Any]:
+    """A slot filled at run time (a rung's promoted trial, a re-evaluated trial): run ``run`` and
+    record its result, with ``where`` the slot is, in the run's folder and in ``file``; or, when
+    nothing filled the slot (``run`` None), record it in ``file`` as ``skipped`` because ``why_empty``."""
+    if run is None:
+        record = {"trial": None, "status": "skipped", "reason": why_empty, **where}
+        write_json(file, record)
+        return record
+    result = {**run_trial(run, **kw), **where}
+    write_json(Path(run.dir) / RESULT, result)
+    write_json(file, result)
+    return result
