@@ -27,28 +27,9 @@ class Confusion:
         return float(np.trace(self.matrix) / total) if total else float("nan")
 
 
-def confusion_on_test_set(model_path: str | os.PathLike, data_path: str | os.PathLike) -> Confusion:
-    """Predict every test example with the final model and count (true, predicted) pairs."""
-    import torch
-
-    from snaketune.predict import load_model
-
-    torch.set_num_threads(1)
-    classifier = load_model(model_path)
-    prepared = load_prepared(data_path)
-    rows = prepared.split == TEST
-    X, y = prepared.X[rows], prepared.y[rows]
-    n = len(classifier.classes)
-    predicted = np.concatenate(
-        [classifier.probabilities(X[i : i + CHUNK]).argmax(axis=1) for i in range(0, len(X), CHUNK)] or [np.zeros(0, int)]
-    )
-    matrix = np.zeros((n, n), dtype=np.int64)
-    np.add.at(matrix, (y.astype(np.int64), predicted.astype(np.int64)), 1)
-    return Confusion(matrix, list(classifier.classes))
-
-
-def test_scores(model_path: str | os.PathLike, data_path: str | os.PathLike) -> dict[str, float]:
-    """``test_accuracy`` and ``test_loss`` (mean cross-entropy) of a final model file on the test part."""
+def test_probabilities(model_path: str | os.PathLike, data_path: str | os.PathLike) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(class names, (n, n_classes) probabilities, true class indices) of the final model on every
+    test example of the prepared data."""
     import torch
 
     from snaketune.predict import load_model
@@ -58,7 +39,26 @@ def test_scores(model_path: str | os.PathLike, data_path: str | os.PathLike) -> 
     prepared = load_prepared(data_path)
     rows = prepared.split == TEST
     X, y = prepared.X[rows], prepared.y[rows].astype(np.int64)
-    p = np.concatenate([predictor.probabilities(X[i : i + CHUNK]) for i in range(0, len(X), CHUNK)])
+    n = len(predictor.classes)
+    chunks = [predictor.probabilities(X[i : i + CHUNK]) for i in range(0, len(X), CHUNK)]
+    return list(predictor.classes), (np.concatenate(chunks) if chunks else np.zeros((0, n))), y
+
+
+test_probabilities.__test__ = False  # a function named test_*, not a test
+
+
+def confusion_on_test_set(model_path: str | os.PathLike, data_path: str | os.PathLike) -> Confusion:
+    """Predict every test example with the final model and count (true, predicted) pairs."""
+    classes, p, y = test_probabilities(model_path, data_path)
+    n = len(classes)
+    matrix = np.zeros((n, n), dtype=np.int64)
+    np.add.at(matrix, (y, p.argmax(axis=1).astype(np.int64)), 1)
+    return Confusion(matrix, classes)
+
+
+def test_scores(model_path: str | os.PathLike, data_path: str | os.PathLike) -> dict[str, float]:
+    """``test_accuracy`` and ``test_loss`` (mean cross-entropy) of a final model file on the test part."""
+    _, p, y = test_probabilities(model_path, data_path)
     chosen = np.clip(p[np.arange(len(y)), y], 1e-12, 1.0)
     return {"test_accuracy": float((p.argmax(axis=1) == y).mean()), "test_loss": float(-np.log(chosen).mean())}
 
