@@ -140,7 +140,7 @@ def test_the_top_trials_are_the_best_successful_ones_by_the_ranking_rule():
 
 def test_the_plan_has_k_times_seeds_re_evaluations_each_with_its_own_seed():
     plan = StudyPlan(resolve_config(tiny_config(select={"top_k": 3, "seeds": 2})))
-    assert plan.reeval_slots() == [(0, 1), (0, 2), (1, 1), (1, 2), (2, 1), (2, 2)]
+    assert plan.reeval_slots() == [(0, 1, None), (0, 2, None), (1, 1, None), (1, 2, None), (2, 1, None), (2, 2, None)]
     assert plan.reeval_files()[1] == "results/tiny/select/s0/seed-2.json"
     spec = plan.reeval_spec(1, 2)
     assert from_json(to_json(spec)) == spec and isinstance(spec, ReevalSpec)
@@ -148,6 +148,30 @@ def test_the_plan_has_k_times_seeds_re_evaluations_each_with_its_own_seed():
     seeds = {trial_seed(0, "g1")} | {reeval_seed(0, "g1", j) for j in (1, 2)} | {reeval_seed(0, "g2", 1)}
     assert len(seeds) == 4
     assert StudyPlan(resolve_config(tiny_config())).reeval_files() == []  # off by default
+
+
+def test_with_cross_validation_each_fold_of_each_extra_seed_is_a_job_with_its_own_seed():
+    plan = StudyPlan(resolve_config(tiny_config(select={"top_k": 2, "seeds": 2}, cv={"folds": 3})))
+    assert len(plan.reeval_slots()) == 2 * 2 * 3 and plan.reeval_slots()[:2] == [(0, 1, 0), (0, 1, 1)]
+    assert plan.reeval_files()[1] == "results/tiny/select/s0/seed-1/fold-1.json"
+    spec = plan.reeval_spec(0, 1, 2)
+    assert (spec.fold, spec.folds) == (2, 3) and from_json(to_json(spec)) == spec
+    seeds = {reeval_seed(0, "g1", j, f) for j in (1, 2) for f in range(3)} | {trial_seed(0, "g1", f) for f in range(3)}
+    assert len(seeds) == 9  # every fold of every seed trains with a seed of its own
+
+
+def test_an_extra_seeds_folds_are_averaged_before_the_seeds_are():
+    def fold(trial, accuracy, f, extra_seed=None):
+        return {**run(trial, accuracy, extra_seed=extra_seed), "fold": f, "folds": 2}
+
+    search = rec.combine_folds([fold("a", 0.8, 0), fold("a", 0.9, 1)])  # 0.85
+    seed_runs = [fold("a", 0.6, 0, 1), fold("a", 0.7, 1, 1), fold("a", 0.9, 0, 2), fold("a", 1.0, 1, 2)]
+    [out] = rec.with_seeds([search], seed_runs)
+    assert out["seeds"] == 3 and out["seed_objectives"] == pytest.approx([0.85, 0.65, 0.95])
+    assert out["objective_mean"] == pytest.approx(statistics.fmean([0.85, 0.65, 0.95]))
+    # a missing fold of an extra seed leaves the trial without a mean, saying which
+    [short] = rec.with_seeds([search], seed_runs[:3])
+    assert short["objective_mean"] is None and "seed 2: fold ?: only 1 of 2 folds have results" == short["seed_error"]
 
 
 def test_under_a_schedule_re_evaluations_train_the_full_budget_like_the_rungs():
@@ -163,7 +187,6 @@ def test_under_a_schedule_re_evaluations_train_the_full_budget_like_the_rungs():
 @pytest.mark.parametrize(
     "over, fragment",
     [
-        ({"select": {"top_k": 2}, "cv": {"folds": 3}}, "`select.top_k` (2) and `cv.folds` (3) conflict"),
         ({"select": {"top_k": 5}}, "`select.top_k` (5) is larger than the study's 4 trial(s)"),
         ({"select": {"top_k": 2, "seeds": 0}}, "`select.seeds`: must be >= 1, but got 0"),
         ({"select": {"top_k": -1}}, "`select.top_k`: must be >= 0"),
@@ -228,3 +251,30 @@ def test_the_top_trials_are_re_evaluated_as_jobs_and_the_best_mean_wins(study):
     s.write(tiny_config(study="sel", select={"top_k": 2, "seeds": 3}))
     more = s.run("-n").stdout
     assert job_count(more, "train_reeval") == 2 and job_count(more, "choose_top") == job_count(more, "train_trial") == 0
+
+
+@pytest.mark.workflow
+def test_with_cross_validation_the_top_trials_re_run_every_fold_with_extra_seeds(study):
+    s = study(tiny_config(study="selcv", select={"top_k": 2, "seeds": 1}, cv={"folds": 2}))
+    dry = s.run("-n").stdout
+    assert job_count(dry, "train_reeval") == 2 * 1 * 2  # slots x seeds x folds
+    s.run()
+
+    top = yaml.safe_load((s.results / "select" / "top.yaml").read_text())
+    best = yaml.safe_load((s.results / "best.yaml").read_text())
+    table = s.table()
+    for slot, t in enumerate(top["trials"]):
+        search = [json.loads((s.results / "trials" / t["trial"] / f"fold-{f}" / "result.json").read_text()) for f in (0, 1)]
+        again = []
+        for f in (0, 1):
+            result = json.loads((s.results / "trials" / t["trial"] / "seed-1" / f"fold-{f}" / "result.json").read_text())
+            assert result == json.loads((s.results / "select" / f"s{slot}" / "seed-1" / f"fold-{f}.json").read_text())
+            assert result["status"] == "ok" and result["fold"] == f and result["extra_seed"] == 1
+            again.append(result)
+        assert len({r["seed"] for r in search + again}) == 4  # every fold of every run has a seed of its own
+        means = [statistics.fmean(r["objective"] for r in runs) for runs in (search, again)]
+        row = table[table["trial"] == t["trial"]].iloc[0]
+        assert row["seeds"] == 2 and row["objective_mean"] == pytest.approx(statistics.fmean(means))
+    assert best["trial"] in [t["trial"] for t in top["trials"]]
+    assert best["value"] == max(t["objective_mean"] for t in best["reevaluated"])
+    assert "Nothing to be done" in s.run("-n").stdout

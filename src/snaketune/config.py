@@ -277,12 +277,6 @@ def _check_select(cfg: Mapping) -> None:
     top_k = cfg["select"]["top_k"]
     if top_k == 0:
         return
-    if cfg["cv"]["folds"] > 1:
-        raise ConfigError(
-            f"config keys `select.top_k` ({top_k}) and `cv.folds` ({cfg['cv']['folds']}) conflict: cross-validation "
-            "already scores every trial by its mean over the folds, each fold with its own seed; re-evaluating the top "
-            "trials with extra seeds is not supported with it. Use select.top_k: 0 with cv.folds > 1, or cv.folds: 1"
-        )
     from snaketune.plan import plan_brackets, plan_trials
 
     if cfg["search"]["schedule"] == "none":

@@ -11,12 +11,14 @@ relative to the working directory Snakemake runs in (``results/<study>/...``)::
                                        params.yaml, metrics.json, history.csv, checkpoint.pt,
                                        result.json, train.log, benchmark.tsv
       trials/<trial>/seed-<j>/         select.top_k: the trial re-run with extra seed j (1, 2, ...)
+                                       (with cross-validation trials/<trial>/seed-<j>/fold-<k>/)
       rounds/round-<r>.yaml            a Bayesian round's proposals
       rungs/b<b>/r<i>/s<k>.json        a schedule's rung slot (which trial, its result)
       rungs/b<b>/promote-r<i>.yaml     who goes on to rung i
       packs/pack-<p>.json              a pack of trials (search.trials_per_job)
       select/top.yaml                  select.top_k: the trials re-evaluated with extra seeds
-      select/s<i>/seed-<j>.json        ... the i-th of them re-run with seed j (its result)
+      select/s<i>/seed-<j>.json        ... the i-th of them re-run with seed j (its result;
+                                       with cross-validation select/s<i>/seed-<j>/fold-<k>.json)
       trials.tsv, trials.json, best.yaml
       final/                           the retrained winner: metrics.json, history.csv, model.pt
       final/repeat-<r>/                with final.repeats > 1: each retrain (final/ then holds
@@ -48,14 +50,19 @@ PARAMS, METRICS, HISTORY, CHECKPOINT, RESULT, LOG, BENCHMARK, MODEL = (
 
 def run_name(trial: str, fold: int | None = None, rung: int | None = None, seed: int | None = None) -> str:
     """The folder of one run under ``trials/``: ``<trial>``, ``<trial>/fold-<k>``, ``<trial>/rung-<i>``
-    or ``<trial>/seed-<j>`` (a re-evaluation with extra seed j, ``select.top_k``)."""
+    or ``<trial>/seed-<j>`` (a re-evaluation with extra seed j, ``select.top_k``; with
+    cross-validation ``<trial>/seed-<j>/fold-<k>``)."""
     if seed is not None:
-        return f"{trial}/seed-{seed}"
+        return f"{trial}/seed-{seed}" + (f"/fold-{fold}" if fold is not None else "")
     if rung is not None:
         return f"{trial}/rung-{rung}"
     if fold is not None:
         return f"{trial}/fold-{fold}"
     return trial
+
+
+def _fold_part(fold: int | str | None) -> str:
+    return "" if fold is None else f"/fold-{fold}"
 
 
 def parse_run_name(run: str) -> tuple[str, int]:
@@ -148,11 +155,13 @@ class Layout:
     def top(self) -> str:
         return f"{self.results}/select/top.yaml"
 
-    def reeval_file(self, slot: int | str, seed: int | str) -> str:
-        return f"{self.results}/select/s{slot}/seed-{seed}.json"
+    def reeval_file(self, slot: int | str, seed: int | str, fold: int | str | None = None) -> str:
+        """The record of slot ``slot``'s re-run with extra seed ``seed`` (with cross-validation one
+        per fold)."""
+        return f"{self.results}/select/s{slot}/seed-{seed}{_fold_part(fold)}.json"
 
-    def reeval_log(self, slot: int | str, seed: int | str) -> str:
-        return f"{self.results}/select/s{slot}/seed-{seed}.log"
+    def reeval_log(self, slot: int | str, seed: int | str, fold: int | str | None = None) -> str:
+        return f"{self.results}/select/s{slot}/seed-{seed}{_fold_part(fold)}.log"
 
     # the study's tables and the winner
     @property

@@ -46,10 +46,10 @@ def trial_seed(search_seed: int, trial_id: str, fold: int = 0) -> int:
     return int(digest[:8], 16)
 
 
-def reeval_seed(search_seed: int, trial_id: str, seed: int) -> int:
+def reeval_seed(search_seed: int, trial_id: str, seed: int, fold: int = 0) -> int:
     """The training seed of a trial's re-evaluation with extra seed ``seed`` (1, 2, ...;
-    ``select.top_k``): its own, never the search run's."""
-    return trial_seed(search_seed, f"{trial_id}:seed-{seed}")
+    ``select.top_k``), and fold: its own, never the search run's."""
+    return trial_seed(search_seed, f"{trial_id}:seed-{seed}", fold)
 
 
 def plan_trials(config: Mapping[str, Any]) -> list[Trial]:
@@ -242,12 +242,14 @@ class StudyPlan:
         return [f for t in self.trials for f in self.run_results(t)]
 
     # select.top_k: the top trials re-run with extra seeds (slot i = the i-th trial of the top file)
-    def reeval_slots(self) -> list[tuple[int, int]]:
-        """(slot, seed) of every re-evaluation job: seeds 1 .. select.seeds (seed 0 is the search run)."""
-        return [(i, j) for i in range(self.top_k) for j in range(1, self.reeval_seeds + 1)]
+    def reeval_slots(self) -> list[tuple[int, int, int | None]]:
+        """(slot, seed, fold) of every re-evaluation job: seeds 1 .. select.seeds (seed 0 is the
+        search run); with cross-validation one job per fold, else fold None."""
+        folds = range(self.folds) if self.folds > 1 else [None]
+        return [(i, j, f) for i in range(self.top_k) for j in range(1, self.reeval_seeds + 1) for f in folds]
 
     def reeval_files(self) -> list[str]:
-        return [self.layout.reeval_file(i, j) for i, j in self.reeval_slots()]
+        return [self.layout.reeval_file(i, j, f) for i, j, f in self.reeval_slots()]
 
     # the specs of the training jobs
     def trainer_settings(self) -> TrainerSettings:
@@ -307,23 +309,26 @@ class StudyPlan:
             promotion=None if rung == 0 else self.layout.promotion_file(bracket, rung),
         )
 
-    def reeval_spec(self, slot: int, seed: int) -> ReevalSpec:
-        """A re-evaluation run: as the trial's search run (same early stopping), or with a schedule a
-        fresh run to the largest budget with the rungs' settings (no early stopping, last epoch)."""
+    def reeval_spec(self, slot: int, seed: int, fold: int | None = None) -> ReevalSpec:
+        """A re-evaluation run: as the trial's search run (same early stopping; with
+        cross-validation one fold of it), or with a schedule a fresh run to the largest budget with
+        the rungs' settings (no early stopping, last epoch)."""
         trainer, budget = self.trainer_settings(), None
         if self.brackets:
             trainer, budget = replace(trainer, patience=0), max(b.bracket.rungs[-1].budget for b in self.brackets)
         return ReevalSpec(
             slot=slot,
             seed=seed,
-            file=self.layout.reeval_file(slot, seed),
+            file=self.layout.reeval_file(slot, seed, fold),
             top=self.layout.top,
-            log=self.layout.reeval_log(slot, seed),
+            log=self.layout.reeval_log(slot, seed, fold),
             trials_dir=self.layout.trials_dir,
             search_seed=self.search_seed,
             trainer=trainer,
             budget=budget,
             restore_best=not self.brackets,
+            fold=fold or 0,
+            folds=self.folds,
         )
 
     @property

@@ -361,11 +361,19 @@ def combine_seeds(record: Mapping[str, Any], seed_runs: Sequence[Mapping[str, An
 
 def with_seeds(records: Iterable[Mapping[str, Any]], seed_runs: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """``records`` (one per trial), the re-evaluated ones combined with their ``seed_runs``
-    (:func:`combine_seeds`); empty re-evaluation slots (``skipped``) are left out."""
-    by_trial: dict[str, list[Mapping[str, Any]]] = {}
+    (:func:`combine_seeds`); empty re-evaluation slots (``skipped``) are left out. With
+    cross-validation each extra seed's folds are first combined (:func:`combine_folds`), as the
+    search run's are."""
+    runs: dict[tuple[str, Any], list[Mapping[str, Any]]] = {}
     for r in seed_runs:
         if r.get("status") != "skipped" and r.get("trial"):
-            by_trial.setdefault(r["trial"], []).append(r)
+            runs.setdefault((r["trial"], r.get("extra_seed")), []).append(r)
+    by_trial: dict[str, list[Mapping[str, Any]]] = {}
+    for (trial, seed), group in runs.items():
+        one = group[0]
+        if one.get("folds", 1) > 1:
+            one = {**combine_folds(group), "extra_seed": seed, "budget": one.get("budget")}
+        by_trial.setdefault(trial, []).append(one)
     return [combine_seeds(r, by_trial[r["trial"]]) if r["trial"] in by_trial else dict(r) for r in records]
 
 

@@ -40,20 +40,25 @@ def reeval_run(spec: ReevalSpec) -> RunSpec | None:
         return None
     trial = top[spec.slot]["trial"]
     trials = Layout.at(Path(spec.trials_dir).parent)
+    cv = spec.folds > 1
     return RunSpec(
         trial=trial,
-        dir=trials.run_dir(run_name(trial, seed=spec.seed)),
+        dir=trials.run_dir(run_name(trial, fold=spec.fold if cv else None, seed=spec.seed)),
         log=spec.log,
         stage="search",
-        seed=reeval_seed(spec.search_seed, trial, spec.seed),
+        seed=reeval_seed(spec.search_seed, trial, spec.seed, spec.fold),
         trainer=spec.trainer,
         params=top[spec.slot]["params"],
         budget=spec.budget,
         restore_best=spec.restore_best,
+        fold=spec.fold,
+        folds=spec.folds,
     )
 
 
 def run_reeval(spec: ReevalSpec, **kw: Any) -> dict[str, Any]:
     """Run the re-evaluation and write its record (the run's result, or ``skipped``)."""
     where = {"slot": spec.slot, "extra_seed": spec.seed, "budget": spec.budget}
+    if spec.folds > 1:
+        where["fold"] = spec.fold
     return run_into_slot(reeval_run(spec), spec.file, where, "fewer successful trials than select.top_k", **kw)

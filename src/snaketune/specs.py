@@ -92,7 +92,8 @@ class SlotSpec:
 @dataclass(frozen=True)
 class ReevalSpec:
     """Extra seed ``seed`` (1, 2, ...; the search run is seed 0) of the ``slot``-th trial that the
-    ``choose_top`` job wrote to ``top``: a fresh run of its parameters in ``trials/<trial>/seed-<seed>/``."""
+    ``choose_top`` job wrote to ``top``: a fresh run of its parameters in ``trials/<trial>/seed-<seed>/``
+    (with cross-validation fold ``fold`` of it, in ``trials/<trial>/seed-<seed>/fold-<fold>/``)."""
 
     slot: int
     seed: int
@@ -104,6 +105,8 @@ class ReevalSpec:
     trainer: TrainerSettings  # with a schedule: patience 0, like the rungs
     budget: int | None = None  # with a schedule: the largest budget; else the `epochs` parameter
     restore_best: bool = True  # with a schedule: False, like the rungs
+    fold: int = 0  # with cross-validation: the fold this job trains (each fold is its own job)
+    folds: int = 1
     kind: str = field(default="reeval", init=False)
 
 

@@ -77,7 +77,8 @@ def slot_spec(wildcards):
 
 
 def reeval_spec(wildcards):
-    return to_json(PLAN.reeval_spec(int(wildcards.slot), int(wildcards.seed)))
+    fold = int(wildcards.fold) if "fold" in wildcards.keys() else None
+    return to_json(PLAN.reeval_spec(int(wildcards.slot), int(wildcards.seed), fold))
 
 
 def final_spec(wildcards):

@@ -23,17 +23,23 @@ rule choose_top:
 
 
 # Slot {slot} of the top trials, re-run with extra seed {seed}: its trial trains in
-# trials/<trial>/seed-<seed>/ (known only at run time). collect reads them all.
+# trials/<trial>/seed-<seed>/ (known only at run time); with cross-validation each fold is a job of
+# its own ({fold}). collect reads them all.
+REEVAL_FOLD = "{fold}" if PLAN.folds > 1 else None
+
+
 use rule train_trial as train_reeval with:
     input:
         top=L.top,
         data=L.data,
     output:
-        result=L.reeval_file("{slot}", "{seed}"),
+        result=L.reeval_file("{slot}", "{seed}", REEVAL_FOLD),
     log:
-        L.reeval_log("{slot}", "{seed}"),
+        L.reeval_log("{slot}", "{seed}", REEVAL_FOLD),
     benchmark:
-        L.benchmark("select/s{slot}-seed-{seed}")
+        L.benchmark(
+            "select/s{slot}-seed-{seed}" + ("-fold-{fold}" if REEVAL_FOLD else "")
+        )
     params:
         spec=reeval_spec,
         device=TRAINER_DEVICE,
