@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 
 from conftest import Study, tiny_config
 from snaketune import ConfigError, resolve_config
@@ -58,4 +59,8 @@ def test_an_ensemble_of_retrains_is_the_shipped_model_and_each_retrain_is_report
     assert metrics["test_accuracy"] == pytest.approx(accuracy)
     summary = (s.results / "summary.txt").read_text()
     assert "an ensemble of 3 retrains" in summary and "retrains: " in summary and "± " in summary
+    best = yaml.safe_load((s.results / "best.yaml").read_text())  # the answer: validation, test, gap
+    assert best["test"]["value"] == metrics["test_accuracy"] and best["test"]["values"] == repeats
+    assert best["test"]["mean"] == pytest.approx(np.mean(repeats)) and best["test"]["std"] == pytest.approx(np.std(repeats))
+    assert best["gap"] == pytest.approx(metrics["test_accuracy"] - best["value"])
     assert "snaketune: study rep" in out.stdout

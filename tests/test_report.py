@@ -4,6 +4,7 @@ on small synthetic studies written to disk the way the workflow writes them."""
 from __future__ import annotations
 
 import csv
+import statistics
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -15,10 +16,11 @@ from PIL import Image
 from snaketune import plots
 from snaketune.export import build_study, write_journal
 from snaketune.files import write_json
+from snaketune.final import summarise_repeats
 from snaketune.layout import Layout
 from snaketune.records import best_record, ranked, records_in_completion_order
 from snaketune.space import SearchSpace
-from snaketune.summary import print_run_summary, run_summary
+from snaketune.summary import answer, print_run_summary, run_summary
 from snaketune.table import collect, write_table
 from snaketune.trial_files import epoch_values
 
@@ -375,7 +377,8 @@ def _finished(tmp_path: Path, retrain: bool = True) -> Path:
         "best_epoch": 6,
         "params": {"lr": 0.0123, "n_layers": 2, "activation": "gelu", "epochs": 6},
     }
-    (results / "best.yaml").write_text(yaml.safe_dump(best))
+    (results / "select").mkdir(exist_ok=True)
+    (results / "select" / "winner.yaml").write_text(yaml.safe_dump(best))
     if retrain:
         write_json(results / "final" / "metrics.json", {"test_accuracy": 0.9321, "test_loss": 0.25, "epochs_run": 6})
     return results
@@ -398,6 +401,24 @@ def test_summary_of_a_study_without_final_retrain_or_table(tmp_path):
     assert "not measured (final.retrain: false)" in run_summary(results, retrain=False)
     assert "not yet: the final retrain has not run" in run_summary(results, retrain=True)
     assert run_summary(tmp_path / "results" / "nothing") is None
+
+
+def test_best_yaml_is_the_winner_with_its_test_score_and_the_gap():
+    winner = {"trial": "g3", "metric": "val_accuracy", "value": 0.98, "params": {"lr": 0.01}}
+    one = answer(winner, {"test_accuracy": 0.95, "test_loss": 0.2, "epochs_run": 6, "repeats": 1})
+    assert one["trial"] == "g3" and one["value"] == 0.98 and one["params"] == {"lr": 0.01}
+    assert one["test"]["metric"] == "test_accuracy" and one["test"]["value"] == 0.95 and "mean" not in one["test"]
+    assert one["test"]["metrics"] == {"test_accuracy": 0.95, "test_loss": 0.2}
+    assert one["gap"] == pytest.approx(-0.03) and one["test"]["model"] == "retrained on train+validation, tested once"
+    final = {"test_accuracy": 0.97, "repeats": 3, "ensemble": True}
+    final.update(summarise_repeats([{"test_accuracy": a} for a in (0.95, 0.96, 0.94)], ["test_accuracy"]))
+    three = answer(winner, final)["test"]
+    assert three["value"] == 0.97 and three["mean"] == pytest.approx(0.95) and three["values"] == [0.95, 0.96, 0.94]
+    assert three["std"] == pytest.approx(statistics.pstdev([0.95, 0.96, 0.94])) and "ensemble of 3" in three["model"]
+    # a custom metric that is no val_ name: its test counterpart is test_<metric>
+    assert answer({"metric": "score", "value": 2.0}, {"test_score": 1.5})["gap"] == -0.5
+    # final.retrain: false, or not yet retrained: the winner alone, no test score
+    assert answer(winner, None) == winner
 
 
 def test_print_run_summary_never_fails_a_run(tmp_path, monkeypatch, capsys):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from conftest import Study, tiny_config
@@ -76,7 +77,19 @@ def test_a_run_ends_with_the_summary_and_the_summary_job_writes_it(finished):
     written = (s.results / "summary.txt").read_text()
     assert "snaketune: study tiny-report" in written and f"test_accuracy = {final['test_accuracy']:.4g}" in written
     assert f"--configfile {s.config_path}" in written
-    assert best.is_file()
+    answer = yaml.safe_load(best.read_text())  # the same answer for programs
+    assert answer["test"]["value"] == final["test_accuracy"] and answer["test"]["metric"] == "test_accuracy"
+    assert answer["gap"] == pytest.approx(final["test_accuracy"] - answer["value"])
+
+
+def test_the_reports_landing_text_is_the_answer(finished):
+    s, _, report = finished
+    page = report.read_text(encoding="utf-8")
+    final = json.loads((s.results / "final" / "metrics.json").read_text())
+    landing = page[page.index("<strong>The answer</strong>") :]
+    landing = landing[: landing.index("</pre>")]
+    assert "best trial" in landing and f"test_accuracy = {final['test_accuracy']:.4g}" in landing and "gap" in landing
+    assert "System Message" not in page  # the landing text renders without a docutils complaint
 
 
 def test_a_dry_run_prints_no_summary(study):

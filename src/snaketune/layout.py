@@ -16,10 +16,12 @@ relative to the working directory Snakemake runs in (``results/<study>/...``)::
       rungs/b<b>/r<i>/s<k>.json        a schedule's rung slot (which trial, its result)
       rungs/b<b>/promote-r<i>.yaml     who goes on to rung i
       packs/pack-<p>.json              a pack of trials (search.trials_per_job)
+      select/winner.yaml               the chosen trial (select_best; the final stage's input)
       select/top.yaml                  select.top_k: the trials re-evaluated with extra seeds
       select/s<i>/seed-<j>.json        ... the i-th of them re-run with seed j (its result;
                                        with cross-validation select/s<i>/seed-<j>/fold-<k>.json)
-      trials.tsv, trials.json, best.yaml
+      trials.tsv, trials.json
+      best.yaml, summary.txt           the answer: the winner, its validation and test scores, the gap
       final/                           the retrained winner: metrics.json, history.csv, model.pt
       final/repeat-<r>/                with final.repeats > 1: each retrain (final/ then holds
                                        their summary and the shipped model)
@@ -173,7 +175,13 @@ class Layout:
         return f"{self.results}/trials.json"
 
     @property
+    def winner(self) -> str:
+        """The chosen trial (``select_best``): the final stage's input."""
+        return f"{self.results}/select/winner.yaml"
+
+    @property
     def best(self) -> str:
+        """The answer (``summarise``): the winner with the final model's test score and the gap."""
         return f"{self.results}/best.yaml"
 
     # the final stage

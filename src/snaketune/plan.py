@@ -347,5 +347,5 @@ class StudyPlan:
             stage="final",
             seed=trial_seed(self.search_seed, f"final-{repeat}" if repeat else "final"),
             trainer=self.trainer_settings(),
-            params_from=layout.best,
+            params_from=layout.winner,
         )

@@ -1,7 +1,8 @@
 """The end-of-run summary: best parameters, scores, trial counts, where things are, what to run next.
 
 One function writes the text; the workflow prints it when a run succeeds (``onsuccess``) and the
-final retrain appends it to its log. It reads only small files that exist (``best.yaml``,
+``summarise`` job writes it to ``summary.txt``, next to ``best.yaml`` (:func:`answer`: the same
+facts for programs). It reads only small files that exist (``select/winner.yaml``,
 ``final/metrics.json``, ``trials.tsv``), so it also works on a half-finished study::
 
     python workflow/scripts/summarise.py --results results/seed-grid
@@ -10,7 +11,6 @@ final retrain appends it to its log. It reads only small files that exist (``bes
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import shlex
 import statistics
@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from snaketune.files import read_yaml
+from snaketune.files import read_json, read_yaml
+from snaketune.layout import Layout
 from snaketune.records import test_metric
 from snaketune.table import read_table
 
@@ -57,6 +58,32 @@ def _test_metrics(metrics: dict[str, Any], metric: str) -> list[str]:
             spread = f" (retrains: {_num(metrics[f'{k}_mean'])} ± {_num(metrics[f'{k}_std'])})"
         out.append(f"{k} = {_num(metrics[k])}{spread}")
     return out
+
+
+def answer(winner: dict[str, Any], final: dict[str, Any] | None) -> dict[str, Any]:
+    """What ``best.yaml`` holds: the winner (``select/winner.yaml``: its parameters and validation
+    score ``value``) and, once the final stage has run (``final``: ``final/metrics.json``), ``test``:
+    the shipped model's test score of the objective's counterpart (``value``; with several retrains
+    also their ``mean``, ``std`` and per-retrain ``values``), every test metric, how the model was
+    made, and ``gap``: test minus validation (how optimistic the search was)."""
+    doc = dict(winner)
+    if final is None:
+        return doc
+    name = test_metric(winner.get("metric", "objective"))
+    value = final.get(name)
+    test: dict[str, Any] = {"metric": name, "value": value}
+    if f"{name}_mean" in final:
+        test.update(mean=final[f"{name}_mean"], std=final.get(f"{name}_std"), values=final.get(f"{name}_repeats"))
+    test["model"] = final_description(final)
+    test["metrics"] = {k: v for k, v in final.items() if k.startswith("test_") and not k.endswith(REPEAT_SUFFIXES)}
+    doc["test"] = test
+    if _is_number(value) and _is_number(winner.get("value")):
+        doc["gap"] = value - winner["value"]
+    return doc
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def final_description(metrics: dict[str, Any]) -> str:
@@ -132,11 +159,12 @@ def run_summary(
     ``cores``).
     """
     results = Path(results)
-    table_path, best_path = results / "trials.tsv", results / "best.yaml"
-    if not table_path.is_file() and not best_path.is_file():
+    layout = Layout.at(results)
+    table_path, winner_path, best_path = Path(layout.table), Path(layout.winner), Path(layout.best)
+    if not table_path.is_file() and not winner_path.is_file():
         return None
     rows = read_table(table_path) if table_path.is_file() else []
-    best = read_yaml(best_path) if best_path.is_file() else None
+    best = read_yaml(winner_path) if winner_path.is_file() else None
     lines = [f"snaketune: study {results.name} ({results}/)"]
 
     def line(label: str, text: str) -> None:
@@ -154,11 +182,11 @@ def run_summary(
         names = [n for n in (searched if searched is not None else params) if n in params]
         shown = "  ".join(f"{n}={params[n]!r}" if isinstance(params[n], str) else f"{n}={_num(params[n])}" for n in names)
         line("parameters", f"{shown or '(none searched)'}   (every parameter: {best_path})")
-        final_metrics = results / "final" / "metrics.json"
+        final_metrics = Path(layout.final_file("metrics.json"))
         if not retrain:
             line("test score", "not measured (final.retrain: false)")
         elif final_metrics.is_file():
-            final = json.loads(final_metrics.read_text(encoding="utf-8"))
+            final = read_json(final_metrics)
             scores = _test_metrics(final, metric)
             line("test score", f"{', '.join(scores) or 'no test_ metrics reported'} ({final_description(final)})")
             gap = val_test_gap(best.get("value"), final, metric)
@@ -170,7 +198,7 @@ def run_summary(
         top = rows[0]
         line(
             "best trial",
-            f"{top['trial']}: objective = {_num(_float(top.get('objective')))} (validation; not yet selected: select_best makes {best_path})",
+            f"{top['trial']}: objective = {_num(_float(top.get('objective')))} (validation; not yet selected: select_best makes {winner_path})",
         )
     elif rows:
         line("best trial", "none: every trial failed (see the error column of trials.tsv)")

@@ -1,4 +1,5 @@
-# Choose the best trial, then retrain it on train+validation and test it once.
+# Choose the best trial (select/winner.yaml), then retrain it on train+validation and test it once;
+# `summarise` writes the answer (best.yaml, summary.txt).
 
 
 # select.top_k: the k best trials of the search, to be trained again with extra seeds (select.seeds
@@ -51,7 +52,7 @@ rule select_best:
         records=L.records,
         top=TOP_TRIALS,
     output:
-        best=L.best,
+        winner=L.winner,
     log:
         L.log("select_best"),
     benchmark:
@@ -70,7 +71,7 @@ if PLAN.final_repeats == 1:
 
     use rule train_trial as retrain_best with:
         input:
-            best=L.best,
+            winner=L.winner,
             data=L.data,
         output:
             **final_outputs(),
@@ -86,7 +87,7 @@ else:  # final.repeats > 1: each retrain in final/repeat-<r>/, then `finalise` c
 
     use rule train_trial as retrain_best with:
         input:
-            best=L.best,
+            winner=L.winner,
             data=L.data,
         output:
             **final_outputs("{repeat}"),
@@ -125,11 +126,12 @@ else:  # final.repeats > 1: each retrain in final/repeat-<r>/, then `finalise` c
             "../scripts/finalise.py"
 
 
-# The study's summary for people (also printed at the end of a run).
+# The answer: best.yaml (the winner, its validation and test scores, the gap) and the same for
+# people, summary.txt (also printed at the end of a run).
 rule summarise:
     input:
         table=L.table,
-        best=L.best,
+        winner=L.winner,
         final=L.final_file("metrics.json") if config["final"]["retrain"] else [],
     output:
         summary=report(
@@ -139,6 +141,7 @@ rule summarise:
             subcategory="the answer",
             labels={"figure": "summary: winner, validation and test score, gap"},
         ),
+        best=L.best,
     log:
         L.log("summarise"),
     conda:

@@ -1,5 +1,5 @@
-"""Snakemake script: choose the best trial of the study and write best.yaml (with select.top_k:
-the best mean over the seeds among the re-evaluated trials)."""
+"""Snakemake script: choose the best trial of the study and write select/winner.yaml, the final
+stage's input (with select.top_k: the best mean over the seeds among the re-evaluated trials)."""
 
 import sys
 
@@ -17,6 +17,6 @@ except NoSuccessfulTrial as e:
     print(e, file=log)
     print(f"\nsnaketune: {e}\n", file=sys.__stderr__)
     sys.exit(1)
-write_yaml(sm.output.best, doc)
+write_yaml(sm.output.winner, doc)
 how = f" (mean over {doc['seeds']} seeds, std {doc['objective_std']:.4g})" if reevaluated is not None else ""
 print(f"best trial {doc['trial']}: {sm.params.metric} = {doc['value']}{how}", file=log)

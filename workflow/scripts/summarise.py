@@ -1,4 +1,5 @@
-"""Snakemake script: the study's summary for people (results/<study>/summary.txt)."""
+"""Snakemake script: the study's answer, for programs (results/<study>/best.yaml: the winner, its
+validation and test scores, the gap) and for people (results/<study>/summary.txt)."""
 
 import sys
 
@@ -7,8 +8,11 @@ sys.stderr = log = open(sm.log[0], "w", buffering=1)  # from here on a traceback
 
 from pathlib import Path  # noqa: E402
 
-from snaketune.files import atomic_write_text  # noqa: E402
-from snaketune.summary import run_summary  # noqa: E402
+from snaketune.files import atomic_write_text, read_json, read_yaml, write_yaml  # noqa: E402
+from snaketune.summary import answer, run_summary  # noqa: E402
+
+final = read_json(sm.input.final) if sm.input.final else None
+write_yaml(sm.output.best, answer(read_yaml(sm.input.winner), final))
 
 text = run_summary(
     Path(sm.output.summary).parent,
@@ -17,4 +21,4 @@ text = run_summary(
     configfiles=sm.params.configfiles,
 )
 atomic_write_text(sm.output.summary, (text or "") + "\n")
-print(f"-> {sm.output.summary}", file=log)
+print(f"-> {sm.output.best}, {sm.output.summary}", file=log)
