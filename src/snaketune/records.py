@@ -172,7 +172,7 @@ def best_document(
     study: str,
     reevaluated: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """What ``best.yaml`` holds: the chosen trial (:func:`select_best`), its parameters, score and best
+    """What ``select/winner.yaml`` (the first part of ``best.yaml``) holds: the chosen trial (:func:`select_best`), its parameters, score and best
     epoch (the final retrain trains that many epochs). With ``reevaluated`` (select.top_k) the score
     is the mean over the seeds, the best epoch the rounded mean of the seeds' best epochs, and the
     document lists the seeds' values and every re-evaluated trial's mean, best first."""

@@ -101,7 +101,7 @@ def was_preempted(returncode: int, stderr_tail: list[str]) -> bool:
 
 def resolve_params(spec: RunSpec) -> tuple[dict[str, Any], int | None]:
     """(parameters, budget) of a run: from the spec, or proposed at run time (a Bayesian round's
-    file), or the chosen trial's (best.yaml, for the final stage, with its best epoch as budget)."""
+    file), or the chosen trial's (select/winner.yaml, for the final stage, with its best epoch as budget)."""
     params, budget = spec.params, spec.budget
     if params is None:
         doc = read_yaml(spec.params_from)

@@ -45,7 +45,7 @@ class RunSpec:
     seed: int
     trainer: TrainerSettings
     # Parameters known when the DAG is built, or read at run time from `params_from` (a Bayesian
-    # round's file, key `params_key`; best.yaml for the final stage).
+    # round's file, key `params_key`; select/winner.yaml for the final stage).
     params: dict[str, Any] | None = None
     params_from: str | None = None
     params_key: str | None = None
