@@ -221,3 +221,19 @@ def test_a_moved_checkout_retrains_nothing(tmp_path):
     s.run("--snakefile", str(checkouts[0]))
     again = s.run("--snakefile", str(checkouts[1]), "-n")
     assert "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]
+
+
+def test_where_a_trial_runs_is_not_part_of_its_identity(study):
+    """Device, threads and timeout say where and how fast a run trains, not what it is: changing
+    them on a finished study reruns nothing. What a run is (its parameters, seed, data, trainer,
+    objective, early stopping) is its spec, a param: changing that reruns it."""
+    cfg = tiny_config(study="where")
+    s = study(cfg)
+    s.run()
+    cfg["trainer"] = {**cfg.get("trainer", {}), "device": "cpu", "timeout": 1234}
+    s.write(cfg)
+    again = s.run("-n", "--set-threads", "train_trial=2")
+    assert "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]
+    cfg["early_stopping"] = {**cfg.get("early_stopping", {}), "patience": 1}
+    s.write(cfg)
+    assert job_count(s.run("-n").stdout, "train_trial") == len(s.table())

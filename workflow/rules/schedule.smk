@@ -33,4 +33,3 @@ use rule train_trial as train_rung with:
         L.benchmark("rungs/b{bracket}-r{rung}-s{slot}")
     params:
         spec=slot_spec,
-        device=TRAINER_DEVICE,

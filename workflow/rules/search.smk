@@ -38,15 +38,17 @@ rule train_trial:
     conda:
         "../../envs/snaketune.yaml"
     threads: 1
+    # Where and how fast a run trains (device, threads, timeout) is a resource, not a param: it is
+    # not part of a trial's identity, so changing it never reruns a finished trial.
     resources:
         gpu=1,
         trial_timeout_s=TRAINER_TIMEOUT_S,
+        trial_device=TRAINER_DEVICE,
     params:
         spec=trial_spec,
-        device=TRAINER_DEVICE,
     shell:
         "snaketune-trial --spec {params.spec:q} --threads {threads} "
-        "--timeout {resources.trial_timeout_s} --device {params.device} > {log:q} 2>&1"
+        "--timeout {resources.trial_timeout_s} --device {resources.trial_device} > {log:q} 2>&1"
 
 
 # With search.trials_per_job > 1: several runs per job, each still with its own folder and result.
@@ -62,7 +64,6 @@ use rule train_trial as train_pack with:
         L.benchmark("packs/pack-{pack}")
     params:
         spec=pack_spec,
-        device=TRAINER_DEVICE,
 
 
 rule collect:

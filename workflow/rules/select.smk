@@ -43,7 +43,6 @@ use rule train_trial as train_reeval with:
         )
     params:
         spec=reeval_spec,
-        device=TRAINER_DEVICE,
 
 
 rule select_best:
@@ -81,7 +80,6 @@ if PLAN.final_repeats == 1:
             L.benchmark("retrain_best")
         params:
             spec=final_spec,
-            device=TRAINER_DEVICE,
 
 else:  # final.repeats > 1: each retrain in final/repeat-<r>/, then `finalise` combines them
 
@@ -97,7 +95,6 @@ else:  # final.repeats > 1: each retrain in final/repeat-<r>/, then `finalise` c
             L.benchmark("retrain_best/repeat-{repeat}")
         params:
             spec=final_spec,
-            device=TRAINER_DEVICE,
 
     rule finalise:
         input:
