@@ -18,6 +18,30 @@ SNAKEFILE = REPO / "Snakefile"
 BIN = Path(sys.executable).parent
 
 
+# Tests with side effects on the machine run only when asked for (CI asks for both): the cluster
+# test installs and starts SLURM as root, the browser test needs Chromium. `pytest` alone is the
+# README's test command: fast and without side effects.
+OPT_IN = {
+    "cluster": ("--cluster", "SNAKETUNE_REQUIRE_SLURM", "starts a local SLURM cluster (as root it apt-installs slurm-wlm)"),
+    "browser": ("--browser", "SNAKETUNE_REQUIRE_CHROMIUM", "renders the report in Chromium"),
+}
+
+
+def pytest_addoption(parser):
+    for marker, (option, env, what) in OPT_IN.items():
+        parser.addoption(option, action="store_true", help=f"also run the {marker} tests: {what} (or {env}=1)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for marker, (option, env, what) in OPT_IN.items():
+        if config.getoption(option) or os.environ.get(env) == "1":
+            continue
+        skip = pytest.mark.skip(reason=f"opt-in: {what}; run with pytest {option}")
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(skip)
+
+
 def run_spec(out, command=None, *, data, params=None, metric="val_accuracy", direction="maximize", patience=5, **over):
     """A search run's spec (snaketune.specs.RunSpec) for tests that call the runner directly."""
     from snaketune.specs import RunSpec, TrainerSettings

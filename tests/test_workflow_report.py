@@ -161,6 +161,7 @@ def with_probe(report: Path, out: Path) -> Path:
     return out
 
 
+@pytest.mark.browser
 def test_the_report_renders_in_chromium_with_every_plot_and_the_table(finished, tmp_path):
     exe = chromium_or_skip()
     s, _, report = finished
