@@ -59,8 +59,25 @@ def make_image_folder(root: str | Path, n_per_class: int = 60, seed: int = 0) ->
     return root
 
 
-if __name__ == "__main__":
-    if len(sys.argv) not in (2, 3):
-        sys.exit("usage: python tests/make_image_folder.py FOLDER [IMAGES_PER_CLASS]")
-    out = make_image_folder(sys.argv[1], int(sys.argv[2]) if len(sys.argv) == 3 else 60)
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(
+        prog="python tests/make_image_folder.py",
+        description="Draw a folder of three image classes (circles/, squares/, stripes/) for trying the image studies.",
+    )
+    ap.add_argument("folder", help="where to write <folder>/<class>/<class>-NNN.<ext> (created; must not be a file)")
+    ap.add_argument("images_per_class", nargs="?", type=int, default=60, help="images per class (default 60)")
+    ap.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    args = ap.parse_args(argv)
+    if args.images_per_class < 1:
+        ap.error(f"images_per_class must be at least 1, got {args.images_per_class}")
+    if Path(args.folder).exists() and not Path(args.folder).is_dir():
+        ap.error(f"{args.folder} exists and is not a folder")
+    out = make_image_folder(args.folder, args.images_per_class, args.seed)
     print(f"wrote {out}/{{{','.join(CLASSES)}}}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

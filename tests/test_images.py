@@ -430,3 +430,16 @@ def test_animals_example_end_to_end_on_a_generated_folder(tmp_path):
     for log in logs:
         text = log.read_text()
         assert "examples of shape (3, 16, 16) (uint8) in" in text and "decod" not in text.lower()
+
+
+def test_the_image_folder_script_has_a_help_and_writes_nothing_for_it(tmp_path, capsys, monkeypatch):
+    from make_image_folder import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        main(["--help"])
+    assert stop.value.code == 0 and "images_per_class" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []  # no folder named --help
+    with pytest.raises(SystemExit):
+        main(["out", "0"])
+    assert main(["out", "2"]) == 0 and sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(CLASSES)
