@@ -46,6 +46,17 @@ def test_early_stopping_stops_and_restores_the_best_epoch(tmp_path, prepared):
     assert m["val_loss"] < losses[-1]
 
 
+def test_without_restore_best_the_scores_and_the_best_epoch_are_the_last_epochs(tmp_path, prepared):
+    """A multi-fidelity rung keeps its last weights: its score is the last epoch's, and so is its
+    best epoch (what the final retrain trains), so the two never disagree."""
+    params = {"lr": 0.05, "n_layers": 2, "hidden_units": 64, "batch_size": 16, "epochs": 30}
+    m, hist = run(tmp_path, prepared, params, metric="val_loss", direction="minimize", patience=0, restore_best=False, seed=1)
+    losses = [float(r["val_loss"]) for r in hist]
+    assert min(losses) < losses[-1], "a large learning rate must overfit: the last epoch is not the best"
+    assert m["best_epoch"] == m["epochs_run"] == 30
+    assert m["val_loss"] == pytest.approx(losses[-1], rel=1e-6)
+
+
 def test_patience_zero_trains_every_epoch(tmp_path, prepared):
     m, hist = run(tmp_path, prepared, {"epochs": 4, "hidden_units": 8}, patience=0)
     assert m["epochs_run"] == len(hist) == 4

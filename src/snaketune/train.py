@@ -650,7 +650,10 @@ def train(settings: TrialSettings) -> dict:
     metrics = {
         f"{prefix}_accuracy": final_acc,
         f"{prefix}_loss": final_loss,
-        "best_epoch": stopper.best_epoch if metric else len(history),
+        # The epoch the reported scores (and the weights kept) come from: the best one, or without
+        # restore_best (multi-fidelity rungs) the last one, so a winner's score and best epoch agree
+        # and the final retrain trains as many epochs as produced the score.
+        "best_epoch": stopper.best_epoch if metric and stopper.keep_best else len(history),
         "epochs_run": len(history),  # epochs the trial has trained, resumed runs included
         "epochs_this_run": sum(1 for r in history if r["epoch"] >= start_epoch),
         "train_seconds": round(seconds, 4),
