@@ -445,7 +445,7 @@ def test_plots_never_import_torch_and_the_trainer_never_imports_matplotlib():
 
 
 def test_the_summary_suggests_packing_only_when_jobs_start_longer_than_they_train(tmp_path, monkeypatch):
-    from snaketune.summary import packing_tip
+    from snaketune.summary import _round_size, packing_tip
 
     monkeypatch.chdir(tmp_path)
 
@@ -464,6 +464,12 @@ def test_the_summary_suggests_packing_only_when_jobs_start_longer_than_they_trai
     assert packing_tip(trials(3, 1.2, 0.1), cores=2) is None, "too few trials to judge"
     assert packing_tip(trials(8, 1.2, 0.1), cores=8) is None, "one trial per core: nothing to pack"
     assert "about the trials over the jobs that run at once" in packing_tip(trials(27, 1.2, 0.1), cores=None)
+    # Bayesian rounds of 4: packs never cross a round, so 2 cores share 4 runs, not 27
+    tip = packing_tip(trials(27, 1.2, 0.1), cores=2, round_size=4)
+    assert "search.trials_per_job: 2 (packs never cross a round: 4 runs a round over 2 cores)" in tip
+    assert packing_tip(trials(27, 1.2, 0.1), cores=4, round_size=4) is None, "one run of a round per core"
+    assert _round_size({"search": {"method": "bayes", "batch": 4}, "cv": {"folds": 2}}) == 8
+    assert _round_size({"search": {"method": "grid"}}) is None
     rows = trials(27, 1.2, 0.1)
     (Path("results/s/trials.tsv")).write_text(
         "trial\tstatus\tobjective\ttrain_seconds\tlog\n" + "".join(f"{r['trial']}\tok\t0.9\t0.1\t{r['log']}\n" for r in rows)

@@ -104,11 +104,13 @@ def val_test_gap(value: Any, metrics: dict[str, Any], metric: str) -> str | None
     return f"{test_metric(metric)} - {metric} = {_num(test - value)} (test minus validation; the search's optimism shows as a negative gap for a score, a positive one for a loss)"
 
 
-def packing_tip(rows: Sequence[dict[str, Any]], cores: int | None, sample: int = 30) -> str | None:
+def packing_tip(rows: Sequence[dict[str, Any]], cores: int | None, sample: int = 30, round_size: int | None = None) -> str | None:
     """A hint to pack trials when their jobs spend longer starting than training, or None.
 
     Compares, over up to ``sample`` successful trials, Snakemake's wall time of each trial's job
-    (its ``benchmark.tsv``, next to its log) with the trial's own ``train_seconds``.
+    (its ``benchmark.tsv``, next to its log) with the trial's own ``train_seconds``. The suggested
+    pack size shares the runs that can train side by side among the cores: all of them, or with
+    ``round_size`` (a Bayesian round's runs; packs never cross a round) one round's.
     """
     jobs, trains = [], []
     for row in rows:
@@ -129,10 +131,12 @@ def packing_tip(rows: Sequence[dict[str, Any]], cores: int | None, sample: int =
     if job - train < max(train, 0.5):
         return None
     if cores:
-        k = math.ceil(len(rows) / cores)
+        k = math.ceil((round_size or len(rows)) / cores)
         if k < 2:
             return None
         size = f"e.g. search.trials_per_job: {k}"
+        if round_size:
+            size += f" (packs never cross a round: {round_size} runs a round over {cores} cores)"
     else:  # no --cores (a cluster run): the jobs that run at once are unknown here
         size = "search.trials_per_job: about the trials over the jobs that run at once"
     return (
@@ -150,13 +154,14 @@ def run_summary(
     configfiles: Sequence[str] = (),
     packable: bool = False,
     cores: int | None = None,
+    round_size: int | None = None,
 ) -> str | None:
     """A few lines about the study in ``results`` (``results/<study>``), or None if it has no table yet.
 
     ``searched`` names the parameters to show (default: all of best.yaml's); ``configfiles`` are the
     ``--configfile`` arguments the report command needs to find the same study. ``packable``: the
     study runs one job per trial and could pack them (then a tip may suggest it, sized for
-    ``cores``).
+    ``cores`` and, in a Bayesian study, its ``round_size``).
     """
     results = Path(results)
     layout = Layout.at(results)
@@ -208,7 +213,7 @@ def run_summary(
         line("trials", f"{len(rows)}: {n_ok} ok{failed} -> {table_path}")
         best_log = rows[0].get("log") if rows[0].get("status") == "ok" else None
         line("logs", f"{best_log or results / 'trials/<trial>/train.log'} (each trial's: the log column), {results}/logs/")
-        tip = packing_tip(rows, cores) if packable else None
+        tip = packing_tip(rows, cores, round_size=round_size) if packable else None
         if tip:
             line("tip", tip)
     outputs = ["trials.tsv", "best.yaml"]
@@ -243,6 +248,7 @@ def print_run_summary(
             configfiles=list(configfiles or []),
             packable=_packable(config),
             cores=cores,
+            round_size=_round_size(config),
         )
     except Exception as e:  # noqa: BLE001 (the run itself succeeded)
         text = f"snaketune: no summary ({type(e).__name__}: {e})"
@@ -258,6 +264,15 @@ def _packable(config: dict[str, Any]) -> bool:
         and search.get("schedule", "none") == "none"
         and config.get("trainer", {}).get("command") is None
     )
+
+
+def _round_size(config: dict[str, Any]) -> int | None:
+    """The runs of a Bayesian round after the first (search.batch trials, each with its folds);
+    None for the other methods, whose trials all train side by side."""
+    search = config.get("search", {})
+    if search.get("method") != "bayes":
+        return None
+    return int(search.get("batch", 1)) * int(config.get("cv", {}).get("folds", 1))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
