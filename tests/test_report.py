@@ -199,6 +199,24 @@ def test_log_parameters_get_log_axes_and_choices_get_one_tick_each(tmp_path, mon
     assert [label for _, label in act.ticks] == ["relu", "gelu", "tanh"]
 
 
+def test_slices_label_integers_as_whole_numbers_and_narrow_log_ranges_without_crowding(tmp_path, monkeypatch):
+    space = SearchSpace.from_config(
+        {"n_layers": {"type": "int", "low": 1, "high": 3}, "width": {"type": "float", "low": 30, "high": 40, "log": True}}
+    )
+    records = [
+        {"trial": f"t{i}", "status": "ok", "objective": 0.5 + i / 20, "params": {"n_layers": 1 + i % 3, "width": 30 + i}}
+        for i in range(10)
+    ]
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig))
+    plots.plot_slices(tmp_path / "s.png", records, space, metric="val_accuracy", direction="maximize")
+    n_layers, width = figures[0].axes[:2]
+    figures[0].canvas.draw()
+    assert [t.get_text() for t in n_layers.get_xticklabels()] == ["1", "2", "3"]  # no 1.5, 2.5
+    assert width.get_xscale() == "log" and [t.get_text() for t in width.get_xticklabels()] == ["30", "40"]
+    assert all(t.get_text() == "" for t in width.get_xticklabels(minor=True))  # no 3×10¹4×10¹
+
+
 def test_importances_come_from_both_optuna_evaluators(tmp_path):
     _, files, space = make_study(tmp_path, n_ok=12, n_failed=0)
     records = records_in_completion_order(files)

@@ -203,7 +203,10 @@ class _Axis:
     ticks: list[tuple[float, str]] = field(default_factory=list)
 
 
-def _numeric_axis(p: Param, values: Sequence[float]) -> _Axis:
+def _numeric_marks(p: Param, values: Sequence[float]) -> tuple[list[float], bool, Any]:
+    """The labelled ticks of a numeric parameter's axis (over its range and the values tried), whether
+    the axis is log, and the position of a value on it in [0, 1]. Log axes: the decades inside, and
+    the ends where they are not crowded by one; linear: five steps, whole numbers for an integer."""
     lo = min([p.low, *values]) if isinstance(p, (FloatRange, IntRange)) else min(values)
     hi = max([p.high, *values]) if isinstance(p, (FloatRange, IntRange)) else max(values)
     log = _is_log(p) and lo > 0
@@ -214,17 +217,20 @@ def _numeric_axis(p: Param, values: Sequence[float]) -> _Axis:
         return 0.5 if b == a else (f(float(v)) - a) / (b - a)
 
     if b == a:
-        ticks = [(0.5, _num(lo))]
-    elif log:
+        return [lo], log, position
+    if log:
         decades = [10.0**k for k in range(math.ceil(a - 1e-9), math.floor(b + 1e-9) + 1)]
-        marks = sorted({lo, hi, *decades})
-        ticks = [(position(v), _num(v)) for v in marks]
-    else:
-        marks = [lo + (hi - lo) * k / 4 for k in range(5)]
-        if isinstance(p, IntRange):
-            marks = sorted({round(m) for m in marks})
-        ticks = [(position(v), _num(v)) for v in marks]
-    return _Axis(f"{p.name} (log)" if log else p.name, position, ticks)
+        ends = [v for v in (lo, hi) if all(abs(position(v) - position(d)) >= 0.12 for d in decades)]
+        return sorted({*ends, *decades}), log, position
+    marks = [lo + (hi - lo) * k / 4 for k in range(5)]
+    if isinstance(p, IntRange):
+        marks = sorted({round(m) for m in marks})
+    return marks, log, position
+
+
+def _numeric_axis(p: Param, values: Sequence[float]) -> _Axis:
+    marks, log, position = _numeric_marks(p, values)
+    return _Axis(f"{p.name} (log)" if log else p.name, position, [(position(v), _num(v)) for v in marks])
 
 
 def _categorical_axis(name: str, choices: Sequence[Any]) -> _Axis:
@@ -452,8 +458,13 @@ def plot_slices(
             def x_of(v):
                 return float(v)
 
-            if _is_log(p):
+            marks, log, _ = _numeric_marks(p, [float(v) for v in values])
+            if log:
                 ax.set_xscale("log")
+            # The same ticks as the parallel coordinates: plain numbers, no crowded minor labels
+            # (3×10¹4×10¹), whole numbers for an integer parameter.
+            ax.set_xticks(marks, [_num(m) for m in marks])
+            ax.xaxis.set_minor_formatter(mpl.ticker.NullFormatter())
         pts = [(x_of(r["params"][p.name]), float(r["objective"]), order[id(r)]) for r in ok if p.name in r["params"]]
         if pts:
             ax.scatter(
