@@ -92,6 +92,15 @@ def test_the_reports_landing_text_is_the_answer(finished):
     assert "System Message" not in page  # the landing text renders without a docutils complaint
 
 
+def test_a_report_never_lands_in_another_studys_folder(finished):
+    """Run as printed but without the study's --configfile, `snakemake --report results/<other>/...`
+    would write the loaded study's report into the other study's folder: refused, nothing written."""
+    s, _, _ = finished
+    proc = s.run("--report", "results/other-study/report.html", check=False)
+    assert proc.returncode != 0 and "is in the folder of study 'other-study'" in proc.stderr
+    assert "--configfile" in proc.stderr and not (s.path / "results" / "other-study").exists()
+
+
 def test_a_dry_run_prints_no_summary(study):
     out = study(report_config()).run("-n")
     assert "snaketune: study" not in out.stdout + out.stderr

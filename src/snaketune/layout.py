@@ -31,7 +31,8 @@ relative to the working directory Snakemake runs in (``results/<study>/...``)::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,27 @@ class Layout:
     @property
     def results(self) -> str:
         return f"{self.root}/{self.study}"
+
+    def foreign_report(self, argv: Sequence[str]) -> str | None:
+        """Why a ``snakemake --report PATH`` command line would write this study's report into
+        another study's folder (``results/<other>/...``: run without that study's
+        ``--configfile``), or None. A report outside ``results/`` is the user's choice."""
+        path = None
+        for i, arg in enumerate(argv):
+            if arg == "--report" and i + 1 < len(argv):
+                path = argv[i + 1]
+            elif arg.startswith("--report="):
+                path = arg.removeprefix("--report=")
+        if not path or path.startswith("-"):
+            return None
+        parts = Path(os.path.normpath(path)).parts
+        if len(parts) < 3 or parts[0] != self.root or parts[1] == self.study:
+            return None
+        return (
+            f"--report {path} is in the folder of study {parts[1]!r}, but the config loaded is study "
+            f"{self.study!r}: that report would show {self.study!r}. Add the study's config file, e.g. "
+            f"snakemake --report {path} --configfile <{parts[1]}'s config>.yaml"
+        )
 
     # data
     @property

@@ -40,6 +40,11 @@ os.environ.setdefault("SNAKETUNE_SOURCE", str(workflow.basedir))
 PLAN = StudyPlan(config)
 L = PLAN.layout  # every path of the study
 STUDY = config["study"]
+# `snakemake --report results/<other study>/report.html` without that study's --configfile would
+# write this study's report into the other's folder.
+if L.foreign_report(sys.argv):
+    print(f"\nsnaketune: {L.foreign_report(sys.argv)}\n", file=sys.stderr)
+    sys.exit(1)
 CAPTIONS = (
     files("snaketune") / "report"
 )  # the report's captions, shipped with the library
