@@ -17,7 +17,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import Study, tiny_config
+from conftest import REPO, Study, tiny_config
 
 pytestmark = pytest.mark.workflow
 
@@ -90,6 +90,31 @@ def test_the_reports_landing_text_is_the_answer(finished):
     landing = landing[: landing.index("</pre>")]
     assert "best trial" in landing and f"test_accuracy = {final['test_accuracy']:.4g}" in landing and "gap" in landing
     assert "System Message" not in page  # the landing text renders without a docutils complaint
+
+
+def test_the_readmes_samples_have_the_shape_of_a_real_runs_output(finished):
+    """README's samples come from a real run (docs/readme_samples.py); a real run of today's code
+    must still print the same lines and write the columns the README lists."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("readme_samples", REPO / "docs" / "readme_samples.py")
+    samples = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(samples)
+    s, _, _ = finished
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+
+    def labels(text):
+        return [line[2:14].strip() for line in text.splitlines() if line.startswith("  ")]
+
+    sample = labels(samples.sample_blocks(readme)["summary"])
+    real = labels((s.results / "summary.txt").read_text())
+    assert [x for x in sample if x != "tip"] == [x for x in real if x != "tip"]  # the tip shows only when it pays
+
+    listing = readme[readme.index("trials.tsv            one row per trial, best first:") : readme.index("  trials.json")]
+    listed = {c.split("(")[0].strip() for c in re.sub(r"\s+", " ", listing.split(":", 1)[1]).split(",")}
+    columns, _ = read_tsv(s.results / "trials.tsv")
+    params = set(yaml.safe_load((s.results / "best.yaml").read_text())["params"])
+    assert listed - {"every parameter"} == set(columns) - params
 
 
 def test_a_report_never_lands_in_another_studys_folder(finished):
