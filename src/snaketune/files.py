@@ -67,3 +67,17 @@ def write_yaml(path: str | os.PathLike, obj: Any) -> None:
 def read_yaml(path: str | os.PathLike) -> Any:
     with open(path, encoding="utf-8") as fh:
         return yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+def history_csv(rows: list[dict[str, Any]]) -> str:
+    """``history.csv`` (one row per epoch) as text: the columns of every row in first-seen order
+    (an empty cell where a row lacks one), floats written exactly (``repr``)."""
+    cols: list[str] = []
+    for row in rows:
+        cols += [c for c in row if c not in cols]
+
+    def cell(v: Any) -> str:
+        return "" if v is None else repr(v) if isinstance(v, float) else str(v)
+
+    lines = [",".join(cols or ["epoch"]), *(",".join(cell(r.get(c)) for c in cols) for r in rows)]
+    return "\n".join(lines) + "\n"

@@ -30,7 +30,7 @@ from torch.optim.sgd import sgd as sgd_update
 
 from snaketune.data import Prepared, load_prepared
 from snaketune.errors import ConfigError, DataError
-from snaketune.files import atomic_write_bytes, atomic_write_text, read_yaml, write_json
+from snaketune.files import atomic_write_bytes, atomic_write_text, history_csv, read_yaml, write_json
 from snaketune.hparams import OPTIMIZERS, HParams
 from snaketune.model import build_model, n_parameters
 
@@ -386,12 +386,6 @@ def _epoch_line(row: dict) -> str:
     return f"epoch {row['epoch']:4d}  {values}  {row['seconds']:.2f}s"
 
 
-def _history_csv(history: list[dict]) -> str:
-    cols = list(history[0]) if history else ["epoch"]
-    rows = [",".join(repr(r[c]) if isinstance(r[c], float) else str(r[c]) for c in cols) for r in history]
-    return "\n".join([",".join(cols), *rows]) + "\n"
-
-
 @dataclass
 class TrialTensors:
     """The rows a run trains on and evaluates on, on the training device, normalised with
@@ -662,7 +656,7 @@ def train(settings: TrialSettings) -> dict:
     }
     if history:
         metrics["train_loss"] = history[-1]["train_loss"]
-    atomic_write_text(settings.out / "history.csv", _history_csv(history))
+    atomic_write_text(settings.out / "history.csv", history_csv(history))
     if settings.stage == "final":
         image = {"size": list(input_shape[1:]), "channels": input_shape[0], "scale": PIXEL_SCALE} if prepared.is_images else None
         save_model(settings.out / "model.pt", model, settings, hp, prepared.classes, input_shape, data.mean, data.std, image)
