@@ -151,7 +151,8 @@ def test_the_own_model_example_runs_successive_halving_with_resumed_promotions(t
     promoted = [p for p in (s.results / "trials").glob("*/rung-1") if (p / "result.json").is_file()]
     assert promoted, "successive halving promotes some trials"
     for run in promoted:
-        assert "resuming after epoch 1" in (run / "train.log").read_text()
+        log = json.loads((run / "result.json").read_text())["log"]  # the rung slot's job log
+        assert "resuming after epoch 1" in (s.path / log).read_text()
         epochs = [line.split(",")[0] for line in (run / "history.csv").read_text().splitlines()[1:]]
         assert epochs == [str(e) for e in range(1, 4)]  # the first rung's epoch, then this rung's
     final = json.loads((s.results / "final" / "metrics.json").read_text())
