@@ -17,6 +17,7 @@ from typing import Any
 
 from snaketune.files import read_json, write_json
 from snaketune.layout import MODEL, RESULT, Layout
+from snaketune.records import is_test_metric
 
 
 def _numeric(v: Any) -> bool:
@@ -27,7 +28,7 @@ def finalise(layout: Layout, repeats: int, *, ensemble: bool, builtin: bool, dat
     """Combine the retrains ``final/repeat-0 .. repeat-<repeats-1>`` into ``final/``; the metrics."""
     runs = [Path(layout.final_run_dir(r)) for r in range(repeats)]
     per_run = [read_json(d / RESULT)["metrics"] for d in runs]
-    test_keys = [k for k, v in per_run[0].items() if k.startswith("test_") and all(_numeric(m.get(k)) for m in per_run)]
+    test_keys = [k for k in per_run[0] if is_test_metric(k) and all(_numeric(m.get(k)) for m in per_run)]
     metrics = dict(per_run[0])
     model = Path(layout.final_file(MODEL))
     if ensemble:
@@ -44,6 +45,14 @@ def finalise(layout: Layout, repeats: int, *, ensemble: bool, builtin: bool, dat
     metrics.update(repeats=repeats, ensemble=ensemble)
     write_json(layout.final_file("metrics.json"), metrics)
     return metrics
+
+
+REPEAT_SUFFIXES = ("_mean", "_std", "_repeats")  # summarise_repeats' keys for each test metric
+
+
+def shipped_test_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The shipped model's test metrics in ``final/metrics.json`` (not the retrains' summaries)."""
+    return {k: v for k, v in metrics.items() if is_test_metric(k) and not k.endswith(REPEAT_SUFFIXES)}
 
 
 def summarise_repeats(per_run: Sequence[dict[str, Any]], keys: Sequence[str]) -> dict[str, Any]:

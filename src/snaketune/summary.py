@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from snaketune.files import read_json, read_yaml
+from snaketune.final import shipped_test_metrics
 from snaketune.layout import Layout
 from snaketune.records import test_metric
 from snaketune.table import read_table
@@ -40,14 +41,11 @@ def _float(v: Any) -> Any:
         return v
 
 
-REPEAT_SUFFIXES = ("_mean", "_std", "_repeats")
-
-
 def _test_metrics(metrics: dict[str, Any], metric: str) -> list[str]:
     """The shipped model's test metrics, the objective's counterpart first; with several retrains
     each followed by the mean ± std over them."""
     first = test_metric(metric)
-    keys = [k for k in metrics if k.startswith("test_") and not k.endswith(REPEAT_SUFFIXES)]
+    keys = list(shipped_test_metrics(metrics))
     keys.sort(key=lambda k: (k != first, k))
     out = []
     for k in keys:
@@ -75,7 +73,7 @@ def answer(winner: dict[str, Any], final: dict[str, Any] | None) -> dict[str, An
     if f"{name}_mean" in final:
         test.update(mean=final[f"{name}_mean"], std=final.get(f"{name}_std"), values=final.get(f"{name}_repeats"))
     test["model"] = final_description(final)
-    test["metrics"] = {k: v for k, v in final.items() if k.startswith("test_") and not k.endswith(REPEAT_SUFFIXES)}
+    test["metrics"] = shipped_test_metrics(final)
     doc["test"] = test
     if _is_number(value) and _is_number(winner.get("value")):
         doc["gap"] = value - winner["value"]

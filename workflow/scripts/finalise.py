@@ -5,11 +5,10 @@ import sys
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 sys.stderr = log = open(sm.log[0], "w", buffering=1)  # from here on a traceback lands in the job's log
 
-from snaketune.final import finalise  # noqa: E402
+from snaketune.final import finalise, shipped_test_metrics  # noqa: E402
 from snaketune.layout import Layout  # noqa: E402
 
 metrics = finalise(
     Layout(sm.params.study), sm.params.repeats, ensemble=sm.params.ensemble, builtin=sm.params.builtin, data=sm.input.data
 )
-shown = {k: v for k, v in metrics.items() if k.startswith("test_") and not k.endswith("_repeats")}
-print(f"{sm.params.repeats} retrains -> {sm.output.metrics}: {shown}", file=log)
+print(f"{sm.params.repeats} retrains -> {sm.output.metrics}: {shipped_test_metrics(metrics)}", file=log)
