@@ -25,16 +25,26 @@ from snaketune.files import read_json
 # -- naming ------------------------------------------------------------------------------------------
 
 
-def test_metric(metric: str) -> str:
-    """The name under which the final stage reports ``metric``, measured on the test set.
+TEST_PREFIX = "test_"
 
-    >>> test_metric("val_accuracy"), test_metric("val_f1"), test_metric("score")
-    ('test_accuracy', 'test_f1', 'test_score')
+
+def test_metric(metric: str) -> str:
+    """The name under which the final stage reports ``metric``, measured on the test set: the one rule
+    of the trainer contract (README, config/README.md). ``val_<name>`` becomes ``test_<name>``; any
+    other metric ``<name>`` becomes ``test_<name>``.
+
+    >>> test_metric("val_accuracy"), test_metric("val_f1"), test_metric("score"), test_metric("loss")
+    ('test_accuracy', 'test_f1', 'test_score', 'test_loss')
     """
-    return "test_" + metric.removeprefix("val_")
+    return TEST_PREFIX + metric.removeprefix("val_")
 
 
 test_metric.__test__ = False  # a function named test_*, not a test: pytest must not collect it
+
+
+def is_test_metric(name: str) -> bool:
+    """A metric the final stage measured on the test set (a name :func:`test_metric` gives)."""
+    return name.startswith(TEST_PREFIX)
 
 
 def tiebreak_metric(metric: str) -> str | None:
