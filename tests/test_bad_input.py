@@ -73,7 +73,7 @@ def test_malformed_config_file_stops_the_cli_before_any_job(tmp_path, path):
     [
         ("a,b,species\n1,2,x\n3,4,y\n", "no label column 'label'"),
         ("f1,label\n1.0,x\n2.0,x\n3.0,x\n4.0,x\n5.0,x\n", "single class"),
-        ("f1,label\n1.0,a\nnan,b\n", "NaN or infinite value(s), the first in row 1, column 'f1'"),
+        ("f1,label\n1.0,a\nnan,b\n", "NaN or infinite value(s), the first on line 3, column 'f1'"),
         ("f1,label\n" + "".join(f"{i},a\n" for i in range(30)) + "1,b\n", "class 'b' has 1 example(s)"),
     ],
 )

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+import json
+import sys
+import textwrap
 
+import pytest
+import yaml
+
+from conftest import tiny_config
 from snaketune import records as rec
 from snaketune.export import build_study
 from snaketune.schedule import promote
@@ -146,7 +152,45 @@ def test_rank_budget_is_the_largest_budget_with_enough_successes_else_the_most()
 
 @pytest.mark.parametrize(
     "metric, final",
-    [("val_accuracy", "test_accuracy"), ("val_loss", "test_loss"), ("val_f1", "test_f1"), ("score", "test_score")],
+    [
+        ("val_accuracy", "test_accuracy"),
+        ("val_loss", "test_loss"),
+        ("val_f1", "test_f1"),
+        ("score", "test_score"),
+        ("loss", "test_loss"),
+        ("train_loss", "test_train_loss"),  # only a leading val_ is replaced
+        ("valley", "test_valley"),
+    ],
 )
 def test_final_stage_metric_names(metric, final):
     assert rec.test_metric(metric) == final
+    assert rec.is_test_metric(final) and not rec.is_test_metric(metric)
+
+
+@pytest.mark.workflow
+def test_a_custom_objective_is_retrained_and_tested_under_its_test_name(study):
+    """Issue 14.4: objective `score`, final.retrain: a trainer writing `test_score`, as documented, passes."""
+    s = study(
+        tiny_config(
+            study="named",
+            trainer={"command": f"{sys.executable} trainer.py"},
+            objective={"metric": "score", "direction": "maximize"},
+            search_space={"x": [1, 2]},
+            final={"retrain": True},
+        )
+    )
+    (s.path / "trainer.py").write_text(
+        textwrap.dedent(
+            """
+            import json, os, yaml
+            x = yaml.safe_load(open(os.environ["SNAKETUNE_PARAMS"]))["x"]
+            key = "test_score" if os.environ["SNAKETUNE_STAGE"] == "final" else "score"
+            json.dump({key: x / 10}, open(os.path.join(os.environ["SNAKETUNE_OUT"], "metrics.json"), "w"))
+            """
+        )
+    )
+    s.run()
+    final = json.loads((s.results / "final" / "metrics.json").read_text())
+    assert final["test_score"] == 0.2
+    best = yaml.safe_load((s.results / "best.yaml").read_text())
+    assert best["params"] == {"x": 2} and best["test"]["value"] == 0.2

@@ -77,6 +77,33 @@ def test_failures_are_recorded_with_a_reason(tmp_path, body, fragment):
     assert saved["status"] == "failed" and saved["reason"] == r["reason"]
 
 
+@pytest.mark.parametrize(
+    "metric, writes, fragment",
+    [
+        ("score", {"test_score": 0.5}, None),
+        ("val_f1", {"test_f1": 0.5, "val_f1": 0.9}, None),
+        (
+            "score",
+            {"score": 0.5},
+            "has no objective `test_score`, the final stage's name for the objective `score` (it has: score)",
+        ),
+        ("val_f1", {"test_val_f1": 0.5}, "has no objective `test_f1`, the final stage's name for the objective `val_f1`"),
+    ],
+)
+def test_the_final_stage_requires_the_objectives_test_name(tmp_path, metric, writes, fragment):
+    """records.test_metric names it: val_<name> -> test_<name>, any other <name> -> test_<name>."""
+    body = f"import sys, os, json; json.dump({writes!r}, open(os.path.join(sys.argv[2], 'metrics.json'), 'w'))"
+    final = run_spec(
+        tmp_path / "final", script(tmp_path, body), data=tmp_path / "d.npz", params={"x": 1}, metric=metric, stage="final"
+    )
+    r = run_trial(final, lease=False)
+    assert r["objective"] is None and r["metrics"] == writes  # the final stage is not ranked; its metrics are kept
+    if fragment is None:
+        assert r["status"] == "ok" and r["reason"] is None
+    else:
+        assert r["status"] == "failed" and fragment in r["reason"]
+
+
 def test_timeout_kills_the_trainer(tmp_path):
     r = run_trial(spec(tmp_path, script(tmp_path, "import time; time.sleep(60)")), timeout=0.5)
     assert r["status"] == "failed" and r["reason"] == "timed out after 0.5 s"

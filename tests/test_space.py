@@ -7,7 +7,7 @@ import pytest
 
 from snaketune.errors import ConfigError
 from snaketune.plan import grid_trial_id, plan_trials, random_trial_id
-from snaketune.space import Categorical, Fixed, FloatRange, IntRange, SearchSpace, parse_param
+from snaketune.space import Categorical, Fixed, FloatRange, IntRange, SearchSpace, parse_param, typed_spec
 
 SEED_GRID = {
     "lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True, "grid": [0.001, 0.01, 0.1]},
@@ -43,13 +43,53 @@ def test_parse_forms():
         ({"low": 0, "high": 1}, "a mapping needs `type:`"),
         ({"type": "float", "low": 0}, "needs `high`"),
         ({"type": "float", "low": 0, "high": 1, "lg": True}, "unknown key(s) ['lg']"),
+        ({"type": "float", "low": 0, "high": 1, "step": 0.3}, "`step` 0.3 must divide high - low = 1, so that `high` is a value"),
+        ({"type": "int", "low": 16, "high": 100, "step": 16}, "`step` 16 must divide high - low = 84 [...] e.g. high: 96"),
+        ({"type": "float", "low": 0, "high": 1, "grid": [0.5, 0.5]}, "grid: 0.5 is listed twice"),
+        ({"type": "float", "low": 0, "high": 1, "step": float("inf")}, "step: must be a positive number, but got inf"),
+        (["a", "b", "a"], "'a' is listed twice; list each choice once"),
+        ([0.1, float("nan")], "every choice must be a finite number (not .inf or .nan), but got nan"),
+        (float("-inf"), "must be a finite number (not .inf or .nan), but got -inf"),
     ],
 )
 def test_invalid_params_name_the_key(spec, fragment):
     with pytest.raises(ConfigError) as e:
         parse_param("lr", spec)
-    assert fragment in str(e.value)
+    for part in fragment.split(" [...] "):
+        assert part in str(e.value), str(e.value)
     assert "search_space.lr" in str(e.value)
+
+
+def test_equal_values_of_different_types_are_different_choices():
+    """1, 1.0 and true are told apart, as trial ids tell them apart."""
+    assert parse_param("a", [1, 1.0, True]).grid_values() == [1, 1.0, True]
+
+
+@pytest.mark.parametrize(
+    "spec, declared, typed",
+    [
+        (
+            {"type": "int", "low": 1.0, "high": "1e2", "step": 1.0, "grid": [2.0, 3]},
+            None,
+            {"low": 1, "high": 100, "step": 1, "grid": [2, 3]},
+        ),
+        ({"type": "float", "low": "1e-4", "high": 1, "grid": ["1e-3", 1]}, None, {"low": 1e-4, "high": 1, "grid": [1e-3, 1]}),
+        ({"type": "int", "low": 1.5, "high": 3}, None, {"low": 1.5, "high": 3}),  # not whole: left for the check
+        (["1e3", 2.0, "x"], None, ["1e3", 2.0, "x"]),  # nothing declared: as written
+        (["1e3", 2.0, True], int, [1000, 2, True]),
+        ("1e-3", float, 1e-3),
+        ({"type": "categorical", "choices": [4.0, 8]}, int, {"type": "categorical", "choices": [4, 8]}),
+    ],
+)
+def test_typed_spec_reads_numbers_by_their_declared_type(spec, declared, typed):
+    def typed_values(x):  # (type, value) all the way down: 2 and 2.0 must differ
+        if isinstance(x, dict):
+            return {k: typed_values(v) for k, v in x.items() if k != "type"}
+        if isinstance(x, list):
+            return [typed_values(v) for v in x]
+        return (type(x), x)
+
+    assert typed_values(typed_spec(spec, declared)) == typed_values(typed)
 
 
 def test_seed_grid_has_27_combinations_in_config_order():

@@ -1,16 +1,19 @@
 """Study configuration: one config file = one study, checked before any job runs.
 
 ``resolve_config`` turns the raw mapping Snakemake loaded into a complete, checked config:
-unknown keys (with a "did you mean" hint), types and ranges from the JSON schema, defaults
-from the schema, then the checks a schema cannot express (search space, data files,
+unknown keys (with a "did you mean" hint), defaults from the schema, numbers read by the
+schema's types (:func:`_numbers_by_schema`), types and ranges from the JSON schema, then the
+checks a schema cannot express (search space, parameter names, the study's size, data files,
 objective). Every error is a :class:`ConfigError` whose message names the key.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import re
 import string
+import warnings
 from collections.abc import Mapping, Sequence
 from importlib.resources import files
 from pathlib import Path
@@ -20,16 +23,54 @@ import yaml
 
 from snaketune.errors import ConfigError, suggest
 from snaketune.files import read_yaml
-from snaketune.hparams import AUGMENTATION_PARAMS, BUILTIN_METRICS, CNN_PARAMS, INT_PARAMS, HParams, check_builtin_params
-from snaketune.space import Fixed, FloatRange, IntRange, SearchSpace
+from snaketune.hparams import (
+    AUGMENTATION_PARAMS,
+    CNN_PARAMS,
+    FLOAT_PARAMS,
+    INT_PARAMS,
+    HParams,
+    check_builtin_params,
+)
+from snaketune.records import TEST_PREFIX, is_test_metric, test_metric, tiebreak_metric
+from snaketune.space import EXPONENT_TEXT, Fixed, FloatRange, IntRange, SearchSpace, as_declared, typed_spec
+from snaketune.table import FIRST_COLUMNS, LAST_COLUMNS, RUN_COLUMNS, STRUCTURE_COLUMNS
+from snaketune.task import BUILTIN_METRICS, SOURCE_TASKS, TASK_METRICS, config_task, objective_mismatch
 
 PLACEHOLDERS = ("params", "out", "data", "fold", "budget", "resume", "stage", "seed")
 # Keys whose value is replaced by the last config file that sets them, never merged.
 REPLACED_KEYS = ("search_space",)
-# A number in exponent notation without a dot or without an exponent sign (1e-4, 1.5e3): YAML 1.2
-# reads it as a float, PyYAML (YAML 1.1, Snakemake's loader) as text.
-EXPONENT_TEXT = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+")
 SCHEMA = "config.schema.yaml"
+# The size of a study, in jobs of its DAG and in trials (snaketune.plan.plan_size). Snakemake builds
+# a DAG at about 1 ms per job: 10,000 jobs take 10-20 s at every start, 100,000 about two minutes and
+# 2 GB (docs/benchmarks.md, "How large a study may be"). Planning costs about 0.1 ms per trial in
+# every snakemake process (on a cluster: in every job), whatever search.trials_per_job packs.
+WARN_JOBS = 10_000
+MAX_JOBS = 100_000
+MAX_TRIALS = 100_000
+# Names a search-space parameter may not have: the trials table's own columns (snaketune.table), and
+# validation and test metrics' names (a parameter and a metric of one name share a column).
+TABLE_COLUMNS = (*FIRST_COLUMNS, *STRUCTURE_COLUMNS, *LAST_COLUMNS, *RUN_COLUMNS)
+VAL_PREFIX = "val_"
+
+
+class StudySizeWarning(UserWarning):
+    """A study large enough that Snakemake takes a while to plan it (more than WARN_JOBS jobs)."""
+
+
+class _Yaml12Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """PyYAML's safe loader, reading a plain (unquoted) number in exponent notation as a float, as
+    YAML 1.2 does: ``1e-3`` is 0.001, while ``"1e-3"`` stays text."""
+
+
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(f"^(?:{EXPONENT_TEXT.pattern})$"), list("-+0123456789.")
+)
+
+
+def read_config_file(path: str | Path) -> Any:
+    """A config file as YAML 1.2 reads it (JSON is YAML): unquoted ``1e-3`` is a number, quoted text is text."""
+    with open(path, encoding="utf-8") as fh:
+        return yaml.load(fh, Loader=_Yaml12Loader)
 
 
 def schema_path() -> Path:
@@ -49,16 +90,22 @@ def one_study(config: dict, configfiles: Sequence[str | Path]) -> dict:
     """Apply the one-file-one-study rule to a config Snakemake merged from several files.
 
     Snakemake merges config files recursively, so the default study's search space would leak
-    into every other study. The search space of the last file that has one wins whole. A study
+    into every other study. The search space of the last file that has one wins whole, read
+    from the file as YAML 1.2 reads it (:func:`read_config_file`): Snakemake's loader (YAML 1.1)
+    reads ``1e-3`` as text, the same text as ``"1e-3"``. A search space no file here has (the
+    default study's, or a module's config) comes as Snakemake read it; there text in exponent
+    notation is taken for the number it looks like, as the two cannot be told apart. A study
     file without ``study:`` is named after the file.
     """
     config = copy.deepcopy(config)
+    if "search_space" in config:
+        config["search_space"] = _numbers_from_yaml11(config["search_space"])
     if not configfiles:
         return config
     loaded = []
     for f in configfiles:
         try:
-            loaded.append(read_yaml(f) or {})
+            loaded.append(read_config_file(f) or {})
         except FileNotFoundError:
             raise ConfigError(f"config file {f} does not exist") from None
         except Exception as e:  # yaml errors carry line numbers
@@ -153,24 +200,48 @@ def _schema_message(err: Any) -> str:
             return f"must name at least {want} key(s), {got}"
         case "pattern":
             return f"{err.instance!r} is not allowed (it must match {want})."
+        case "maxLength":
+            start = err.instance[:20] + "..." if len(err.instance) > 20 else err.instance
+            return f"must be at most {want} characters long, but got {len(err.instance)} characters ({start!r})."
     return err.message + "."
 
 
-def _numbers_from_text(value: Any, schema: Mapping | None) -> Any:
-    """``1e-4`` as a number, as YAML 1.2 reads it: in the search space (values and bounds) and in
-    keys the schema types as numbers; anywhere else (names, paths, commands) text stays text."""
-    if isinstance(value, str):
-        if EXPONENT_TEXT.fullmatch(value) and (schema is None or "number" in _types(schema)):
-            return float(value)
-        return value
+def _numbers_from_yaml11(value: Any) -> Any:
+    """Text in exponent notation (``1e-4``) as the number YAML 1.2 reads, everywhere in ``value``."""
+    if isinstance(value, str) and EXPONENT_TEXT.fullmatch(value):
+        return float(value)
     if isinstance(value, list):
-        return [_numbers_from_text(v, schema if schema is None else schema.get("items", {})) for v in value]
+        return [_numbers_from_yaml11(v) for v in value]
     if isinstance(value, Mapping):
-        props = {} if schema is None else schema.get("properties", {})
-        return {
-            k: _numbers_from_text(v, None if schema is None or k == "search_space" else props.get(k, {}))
-            for k, v in value.items()
-        }
+        return {k: _numbers_from_yaml11(v) for k, v in value.items()}
+    return value
+
+
+def _numbers_by_schema(value: Any, schema: Mapping, key: str = "") -> Any:
+    """The config's numbers read by the type the schema declares (the one place where config values
+    change type): in a ``number`` key exponent text is a float; in an ``integer`` key a whole float
+    is an int (``2.0`` -> 2; JSON Schema counts it as an integer, Python's range() does not).
+    Infinity and NaN are rejected in every key (the search space, a mapping the schema leaves open,
+    is read by its parameters: snaketune.space). Text elsewhere (names, paths, commands) stays text;
+    everything else is for the schema to judge."""
+    if isinstance(value, Mapping):
+        if "properties" not in schema:
+            return value
+        props = schema["properties"]
+        return {k: _numbers_by_schema(v, props.get(k, {}), f"{key}.{k}" if key else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbers_by_schema(v, schema.get("items", {}), key) for v in value]
+    types = _types(schema)
+    for kind, name in ((int, "integer"), (float, "number")):
+        if name in types:
+            value = as_declared(value, kind)
+            break
+    if isinstance(value, float) and not math.isfinite(value):
+        desc = " ".join(schema.get("description", "").split())
+        raise ConfigError(
+            f"config key `{key}`: must be a finite number (not .inf or .nan), but got {value!r}."
+            + (f" ({desc})" if desc and len(desc) < 200 else "")
+        )
     return value
 
 
@@ -180,17 +251,34 @@ def _types(schema: Mapping) -> list[str]:
 
 
 def resolve_config(raw: Mapping, schema: Mapping | None = None) -> dict:
-    """Check ``raw`` and return a complete config with every default filled in."""
+    """Check ``raw`` and return a complete config with every default filled in.
+
+    Numbers are read by their declared type (the schema's for config keys, a range's ``type`` and
+    the built-in trainer's parameters in the search space): ``1e-3`` is a number there, and ``2.0``
+    an integer where one is declared. A custom trainer's values are passed as they are.
+    """
     schema = schema if schema is not None else load_schema()
     if not isinstance(raw, Mapping):
         raise ConfigError(f"the config must be a mapping of keys, but got {type(raw).__name__}")
-    raw = _numbers_from_text(raw, schema)
     _check_unknown_keys(raw, schema)
     cfg = _apply_defaults(dict(raw), schema)
+    cfg = _numbers_by_schema(cfg, schema)
     _schema_errors(cfg, schema)
+    builtin = cfg["trainer"]["command"] is None
+    cfg["search_space"] = {name: typed_spec(spec, _declared_type(name, builtin)) for name, spec in cfg["search_space"].items()}
     check_semantics(cfg)
     cfg["final"]["ensemble"] = ensemble_setting(cfg["final"], cfg["trainer"]["command"])
     return cfg
+
+
+def _declared_type(name: str, builtin: bool) -> type | None:
+    """The type the trainer declares for parameter ``name``: the built-in trainer's int and float
+    parameters; None for anything else (a custom trainer's values are passed as written)."""
+    if builtin and name in INT_PARAMS:
+        return int
+    if builtin and name in FLOAT_PARAMS:
+        return float
+    return None
 
 
 def ensemble_setting(final: Mapping, command: str | None) -> bool:
@@ -204,9 +292,10 @@ def ensemble_setting(final: Mapping, command: str | None) -> bool:
 def check_semantics(cfg: Mapping) -> None:
     """The checks a JSON schema cannot express."""
     space = SearchSpace.from_config(cfg["search_space"])
+    _check_param_names(space, cfg["objective"]["metric"])
     search = cfg["search"]
     if search["method"] == "grid":
-        space.grid()  # raises on a float range without `grid:`
+        space.grid_size()  # raises on a float range without `grid:`
     if search["schedule"] != "none":
         _check_schedule(space, search)
         if search["trials_per_job"] > 1:
@@ -219,6 +308,7 @@ def check_semantics(cfg: Mapping) -> None:
                 "config keys `cv.folds` and `search.schedule` conflict: cross-validation of multi-fidelity "
                 "rungs is not supported; use cv.folds: 1 with a schedule, or search.schedule: none"
             )
+    _check_size(cfg)
     data = cfg["data"]
     if data["val_fraction"] + data["test_fraction"] >= 0.95:
         raise ConfigError(
@@ -256,6 +346,27 @@ def check_semantics(cfg: Mapping) -> None:
         _check_command(command)
     _check_final(cfg["final"], command)
     _check_select(cfg)
+    _check_task(cfg)
+
+
+def _check_task(cfg: Mapping) -> None:
+    """``data.task`` against the source, and the built-in trainer's objective against the task when the
+    config fixes it (snaketune.task.config_task; else prepare_data checks it against the data)."""
+    data = cfg["data"]
+    known = SOURCE_TASKS.get(data["source"])
+    task = data.get("task", "auto")
+    if task != "auto" and known is not None and task != known:
+        what = "classes" if known == "classification" else "values to predict"
+        raise ConfigError(
+            f"config key `data.task`: {task}, but data.source {data['source']} holds {what}; use data.task: auto "
+            f"(or {known}), or data.source csv or npz for your own data"
+        )
+    task = config_task(cfg)
+    if task is not None and cfg["trainer"]["command"] is None:
+        why = objective_mismatch(task, cfg["objective"]["metric"])
+        if why:
+            source = f"data.task: {data['task']}" if data.get("task", "auto") != "auto" else f"data.source: {data['source']}"
+            raise ConfigError(f"config key `objective.metric`: {why} ({source})")
 
 
 def _check_final(final: Mapping, command: str | None) -> None:
@@ -273,16 +384,86 @@ def _check_final(final: Mapping, command: str | None) -> None:
         )
 
 
+def _check_param_names(space: SearchSpace, metric: str) -> None:
+    """A parameter is a column of trials.tsv and a field of its row: one named like another column
+    (``objective``, ``status``) or a metric would take its place (and choose the winner by itself)."""
+    metrics = [m for m in (metric, tiebreak_metric(metric)) if m is not None]
+    metrics += [test_metric(m) for m in metrics]
+    for name in space.names:
+        if name in TABLE_COLUMNS:
+            why = f"is a column of trials.tsv, which snaketune fills itself ({', '.join(TABLE_COLUMNS)})"
+        elif name in metrics or name.startswith(VAL_PREFIX) or is_test_metric(name):
+            why = (
+                f"is the name of a metric (the objective {metric!r}, its tie-break and test names, and every "
+                f"name starting with {VAL_PREFIX} or {TEST_PREFIX} are metrics' names)"
+            )
+        else:
+            continue
+        raise ConfigError(
+            f"search_space.{name}: the parameter name {name!r} {why}; a parameter of that name would replace it in the "
+            f"table and the ranking. Rename the parameter (e.g. `p_{name}`), and read it under that name in the trainer"
+        )
+
+
+def _check_size(cfg: Mapping) -> None:
+    """A study Snakemake can plan in reasonable time and memory: counted from the config
+    (snaketune.plan.plan_size) before any trial is sampled or any grid listed."""
+    from snaketune.plan import plan_size
+
+    size = plan_size(cfg)
+    search, folds, grid = cfg["search"], cfg["cv"]["folds"], cfg["search"]["method"] == "grid"
+    keys = ["search_space" if grid else "search.n_trials"]
+    what = f"the study has {size.trials:,} trials" + (" (the grid's combinations)" if grid else "")
+    fewer = "make the grid smaller" if grid else "lower search.n_trials"
+    if search["schedule"] == "hyperband":
+        keys += ["search_space.epochs", "search.min_epochs", "search.eta"]
+        epochs, min_epochs, eta = cfg["search_space"]["epochs"], search["min_epochs"], search["eta"]
+        what = (
+            f"the study has {size.trials:,} trials (the configurations Hyperband starts in its brackets with "
+            f"epochs {epochs}, min_epochs {min_epochs} and eta {eta}" + (", each bracket the whole grid)" if grid else ")")
+        )
+        fewer += (
+            ", lower epochs, or raise min_epochs or eta (Hyperband's largest bracket starts about eta^s "
+            "configurations, s = log_eta(epochs / min_epochs))"
+        )
+    if size.trials > MAX_TRIALS:
+        raise ConfigError(
+            f"{_keys(keys)}: {what}, more than the {MAX_TRIALS:,} snaketune can plan in reasonable time and memory; "
+            f"{fewer}, or split the study into several"
+        )
+    if folds > 1:
+        keys.append("cv.folds")
+        what += f" × {folds:,} folds"
+        fewer += ", use fewer cv.folds"
+    pack = search["schedule"] == "none" and search["trials_per_job"] < size.trials * folds
+    if size.jobs > MAX_JOBS:
+        raise ConfigError(
+            f"{_keys(keys)}: {what}: {size.jobs:,} jobs, more than the {MAX_JOBS:,} Snakemake can plan in reasonable "
+            f"time and memory; {fewer}"
+            + (f", or pack more trials into one job with search.trials_per_job (now {search['trials_per_job']})" if pack else "")
+        )
+    if size.jobs > WARN_JOBS:
+        warnings.warn(
+            f"snaketune: {what}: {size.jobs:,} jobs. Snakemake plans them at every start at a few ms per job (over "
+            f"{WARN_JOBS:,}: tens of seconds)" + ("; search.trials_per_job packs several trials into one job" if pack else ""),
+            StudySizeWarning,
+            # resolve_config's line: Python drops a warning attributed to a Snakefile's code (its __name__ is None)
+            stacklevel=3,
+        )
+
+
+def _keys(keys: Sequence[str]) -> str:
+    """``"config key `a`"``, ``"config keys `a`, `b`"``: the keys a message is about."""
+    return f"config key{'s' if len(keys) > 1 else ''} " + ", ".join(f"`{k}`" for k in keys)
+
+
 def _check_select(cfg: Mapping) -> None:
     top_k = cfg["select"]["top_k"]
     if top_k == 0:
         return
-    from snaketune.plan import plan_brackets, plan_trials
+    from snaketune.plan import plan_size
 
-    if cfg["search"]["schedule"] == "none":
-        n = len(plan_trials(cfg))
-    else:
-        n = sum(len(b.trials) for b in plan_brackets(cfg))
+    n = plan_size(cfg).trials
     if top_k > n:
         raise ConfigError(
             f"config key `select.top_k` ({top_k}) is larger than the study's {n} trial(s): it re-evaluates the top_k best "
@@ -332,8 +513,9 @@ def _check_builtin(space: SearchSpace, objective: Mapping) -> None:
             HParams(**{p.name: v}).validate(key="search_space.{}")
     metric, direction = objective["metric"], objective["direction"]
     if metric not in BUILTIN_METRICS:
+        reported = " and ".join(f"{', '.join(metrics)} ({task})" for task, metrics in TASK_METRICS.items())
         raise ConfigError(
-            f"config key `objective.metric`: the built-in trainer reports {', '.join(BUILTIN_METRICS)}, "
+            f"config key `objective.metric`: the built-in trainer reports {reported}, "
             f"not {metric!r}{suggest(metric, list(BUILTIN_METRICS))}"
         )
     if BUILTIN_METRICS[metric] != direction:
@@ -341,7 +523,7 @@ def _check_builtin(space: SearchSpace, objective: Mapping) -> None:
 
 
 # Sources whose examples are feature vectors, never (channels, height, width) images; npz may be either.
-FLAT_SOURCES = ("digits", "mnist1d", "synthetic", "csv")
+FLAT_SOURCES = ("digits", "mnist1d", "synthetic", "csv", "diabetes")
 
 
 def _check_family(space: SearchSpace, family: str, source: str) -> None:

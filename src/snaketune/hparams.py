@@ -22,8 +22,6 @@ POOLS = ("max", "avg", "none")
 CNN_PARAMS = ("n_conv", "channels", "channel_growth", "kernel_size", "batch_norm", "pool")
 # Augment training images; they need image-shaped inputs (channels, height, width).
 AUGMENTATION_PARAMS = ("flip", "crop_padding")
-# Metrics the built-in trainer reports during the search, and the direction that makes sense.
-BUILTIN_METRICS = {"val_accuracy": "maximize", "val_loss": "minimize"}
 
 
 @dataclass(frozen=True)
@@ -142,6 +140,8 @@ class HParams:
 NAMES = tuple(f.name for f in fields(HParams))
 # The parameters that must be integers (a float range over one of them is a config error).
 INT_PARAMS = tuple(f.name for f in fields(HParams) if f.type == "int")
+# The parameters that are numbers (``1e-3`` in the config is read as one, even where PyYAML reads text).
+FLOAT_PARAMS = tuple(f.name for f in fields(HParams) if f.type == "float")
 
 
 def check_builtin_params(names) -> None:

@@ -4,19 +4,26 @@ The spec (:mod:`snaketune.specs`) says which kind of job it is: one run of the t
 (:mod:`snaketune.runner`), a pack of runs (:mod:`snaketune.packs`), a rung slot of a
 multi-fidelity schedule (:mod:`snaketune.rungs`) or a top trial's re-run with an extra seed
 (:mod:`snaketune.reeval`). Exit status 0: the job's result is recorded (a
-failed search trial is a result too); 1: the job must be rerun (stopped, no GPU slot) or the final
-retrain failed.
+failed search trial is a result too); 1: the job must be rerun (stopped, killed by a SIGKILL
+snaketune did not send, no GPU slot), or it must not run now (another live run writes its folder),
+or the final retrain failed.
+
+A job never outlives the process that started it: on Linux the kernel sends it SIGTERM when its
+parent dies (Snakemake, or the shell Snakemake started it with), and it stops its trainer as on any
+SIGTERM. Its trainer dies with it in any case (:mod:`snaketune.supervise`).
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
 from snaketune.gpu import GpuLeaseError
 from snaketune.runner import Preempted, run_trial
 from snaketune.specs import PackSpec, ReevalSpec, SlotSpec, from_json
+from snaketune.supervise import FolderBusy, Leftover, die_with_parent
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=0, help="seconds before a trial is killed (0 = no limit)")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     args = ap.parse_args(argv)
+    die_with_parent(signal.SIGTERM)
     spec = from_json(Path(args.spec[1:]).read_text(encoding="utf-8") if args.spec.startswith("@") else args.spec)
     kw = {"threads": args.threads, "timeout": args.timeout or None, "device": args.device}
     try:
@@ -48,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             run_reeval(spec, **kw)
             return 0
         result = run_trial(spec, **kw)
-    except (Preempted, GpuLeaseError) as e:
+    except (Preempted, GpuLeaseError, FolderBusy, Leftover) as e:
         print(f"[snaketune] {e}", file=sys.stderr, flush=True)
         return 1
     if result["status"] == "failed" and spec.stage == "final":

@@ -49,6 +49,9 @@ PARAMS, METRICS, HISTORY, CHECKPOINT, RESULT, LOG, BENCHMARK, MODEL = (
     "benchmark.tsv",
     "model.pt",
 )
+# ... and what the runner keeps there while a run is unfinished: the lock of the one process that
+# may write the folder (with its pid), and how many attempts a SIGKILL from outside ended.
+WRITER_LOCK, SIGKILLS = "writer.lock", "sigkills.json"
 
 
 def run_name(trial: str, fold: int | None = None, rung: int | None = None, seed: int | None = None) -> str:

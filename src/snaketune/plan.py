@@ -349,3 +349,75 @@ class StudyPlan:
             trainer=self.trainer_settings(),
             params_from=layout.winner,
         )
+
+
+@dataclass(frozen=True)
+class PlanSize:
+    """How large a study is, counted from its config without building its plan (:func:`plan_size`)."""
+
+    trials: int  # configurations: len(StudyPlan.trials)
+    search_jobs: int  # the search's training jobs (runs, packs or rung slots): len(StudyPlan.study_results())
+    other_jobs: int  # propose (per Bayesian round), promote (per rung), re-evaluation and final-retrain jobs
+
+    @property
+    def jobs(self) -> int:
+        """The jobs of the DAG, but for the few per study (prepare_data, collect, select, report, ...)."""
+        return self.search_jobs + self.other_jobs
+
+
+def plan_size(config: Mapping[str, Any]) -> PlanSize:
+    """The size of the plan :class:`StudyPlan` would build from ``config`` (resolved), by arithmetic
+    on the grid's size, ``n_trials`` and the schedule's brackets: nothing per trial is allocated, so
+    a config can be checked against the limits before a too large study is planned.
+
+    >>> cfg = {"search": {"method": "random", "n_trials": 10**9, "schedule": "none", "trials_per_job": 1},
+    ...        "search_space": {"lr": [0.1]}, "cv": {"folds": 5}}
+    >>> plan_size(cfg).search_jobs
+    5000000000
+    """
+    search = config["search"]
+    method, schedule = search["method"], search["schedule"]
+    folds = config["cv"]["folds"]
+    n = SearchSpace.from_config(config["search_space"]).grid_size() if method == "grid" else search["n_trials"]
+    # Trials per round, as {round size: how many rounds of that size} (bayes: n_startup, then batches).
+    rounds = {n: 1}
+    if method == "bayes":  # as bayes.round_sizes, without listing the rounds
+        first = min(search["n_startup"], n)
+        full, rest = divmod(n - first, search["batch"])
+        rounds = {}
+        for size, count in ((first, 1), (search["batch"], full), (rest, int(rest > 0))):
+            if count:
+                rounds[size] = rounds.get(size, 0) + count
+    other = 0
+    if schedule == "none":
+        trials = n
+        per_job = search["trials_per_job"]
+        runs = {size * folds: count for size, count in rounds.items()}
+        search_jobs = sum(-(-r // per_job) * c for r, c in runs.items()) if per_job > 1 else n * folds
+        if method == "bayes":
+            other += sum(rounds.values())  # a propose job per round
+    else:
+        R, r0, eta = int(config["search_space"]["epochs"]), search["min_epochs"], search["eta"]
+        if method == "grid" and schedule == "successive_halving":
+            brackets = [(successive_halving(n, r0, R, eta), 1)]
+        elif method == "grid":
+            brackets = [(bracket(n, len(b.rungs) - 1, R, eta, b.index), 1) for b in hyperband(r0, R, eta)]
+        elif schedule == "hyperband":  # one round of Hyperband's brackets, repeated until n configurations
+            cycle = hyperband(r0, R, eta)
+            repeats = max(1, -(-n // sum(b.n_configs for b in cycle)))
+            brackets = [(b, repeats) for b in cycle]
+        elif method == "random":
+            brackets = [(successive_halving(n, r0, R, eta), 1)]
+        else:  # bayes with successive halving: a bracket per round
+            brackets = [(successive_halving(size, r0, R, eta), count) for size, count in rounds.items()]
+        trials = sum(b.n_configs * c for b, c in brackets)
+        search_jobs = sum(sum(r.n for r in b.rungs) * c for b, c in brackets)
+        other += sum((len(b.rungs) - 1) * c for b, c in brackets)  # a promote job per later rung
+        if method == "bayes":
+            other += sum(c for _, c in brackets)  # a propose job per bracket
+    select, final = config.get("select") or {}, config.get("final") or {}
+    if select.get("top_k"):
+        other += select["top_k"] * select["seeds"] * folds
+    if final.get("retrain"):
+        other += final.get("repeats", 1)
+    return PlanSize(trials, search_jobs, other)

@@ -12,7 +12,12 @@ whatever happened into ``result.json``:
 A failed search trial is a result, not an error: the runner exits 0 so the search goes on.
 If the runner itself is told to stop (SIGTERM/SIGINT: Snakemake shutting down, a scheduler
 preempting), it stops the trainer and exits non-zero without writing ``result.json``, so the
-trial is rerun rather than recorded as failed. Whether a job runs at all is Snakemake's decision
+trial is rerun rather than recorded as failed. A trainer killed by a SIGKILL that snaketune did
+not send (the kernel's out-of-memory killer, mostly) is stopped in the same way, but only
+``MAX_SIGKILLS - 1`` times per run: the next such kill is recorded as the run's failure (counted
+in ``sigkills.json`` in the run's folder, until the run has a record). A run holds its folder's
+lock (:func:`snaketune.supervise.sole_writer`) from its first write to its record, so no second
+run ever writes the same folder. Whether a job runs at all is Snakemake's decision
 alone (its outputs, params and code): the runner never judges a run "already done".
 This module imports neither torch nor Snakemake.
 """
@@ -25,27 +30,54 @@ import math
 import os
 import shlex
 import signal
+import string
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from snaketune.files import read_yaml, write_json, write_yaml
+from snaketune.files import read_json, read_yaml, write_json, write_yaml
 from snaketune.gpu import lease_gpu
-from snaketune.layout import CHECKPOINT, METRICS, PARAMS, RESULT
+from snaketune.layout import CHECKPOINT, METRICS, PARAMS, RESULT, SIGKILLS
 from snaketune.specs import RunSpec
-from snaketune.supervise import run_builtin_in_process, run_command
+from snaketune.supervise import run_builtin_in_process, run_command, sole_writer
 
 REASON_MAX = 500
+MAX_SIGKILLS = 2  # attempts a SIGKILL that snaketune did not send may end before the run is recorded failed
 
 
 def builtin_command() -> list[str]:
     return [sys.executable, "-m", "snaketune.train"]
 
 
+class CommandTemplateError(ValueError):
+    """``trainer.command`` cannot be filled in; the message says which placeholder and what is valid."""
+
+
 def render_command(template: str, values: dict[str, str]) -> str:
-    """Fill ``{params}``, ``{out}``, ... with shell-quoted values."""
-    return template.format(**{k: shlex.quote(str(v)) for k, v in values.items()})
+    """Fill ``{params}``, ``{out}``, ... with shell-quoted values.
+
+    Only bare ``{name}`` placeholders of ``values`` are filled, and ``{{``/``}}`` are literal braces; a
+    conversion (``{out!r}``), a format spec (``{seed:d}``), an attribute or index (``{out.x}``) or an
+    unknown name raises CommandTemplateError instead of str.format's surprises.
+    """
+    valid = ", ".join(f"{{{k}}}" for k in values)
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as e:
+        raise CommandTemplateError(f"cannot parse it ({e}); write a literal brace as {{{{ or }}}}") from None
+    out = []
+    for literal, name, spec, conversion in parts:
+        out.append(literal)
+        if name is None:
+            continue
+        field = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+        if name not in values:
+            raise CommandTemplateError(f"unknown placeholder {field}; valid: {valid}")
+        if conversion or spec:
+            raise CommandTemplateError(f"placeholder {field} has a conversion or format spec; write it as {{{name}}}")
+        out.append(shlex.quote(str(values[name])))
+    return "".join(out)
 
 
 def failure_reason(returncode: int, stderr_tail: list[str]) -> str:
@@ -68,35 +100,176 @@ def failure_reason(returncode: int, stderr_tail: list[str]) -> str:
     return (f"{head}: {tail}" if tail else head)[:REASON_MAX]
 
 
-def read_metrics(path: Path, metric: str) -> tuple[dict | None, str | None]:
-    """(metrics, None) when usable, else (metrics or None, reason)."""
-    if not path.is_file():
-        return None, f"the trainer wrote no {path.name}"
+# What one run may report in metrics.json (README, "The trainer contract"). A trainer's output is
+# untrusted input: every key becomes a column of trials.tsv and a field of every later job's records,
+# so a file beyond these limits is a failed trial that names the limit, never a runner crash.
+METRICS_MAX_BYTES = 1_000_000
+METRICS_MAX_KEYS = 500
+METRIC_NAME_MAX = 200
+METRICS_MAX_DEPTH = 16  # nested values (lists, objects) are kept in result.json, left out of trials.tsv
+_SHOW = 60  # characters of a key or value quoted in a reason
+
+
+class _BadMetrics(ValueError):
+    """metrics.json is readable JSON but not what a trial may report."""
+
+
+def _shown(v: Any) -> str:
+    """``repr(v)`` cut to a length a reason can carry (a key or value is the trainer's text)."""
+    text = repr(v)
+    return text if len(text) <= _SHOW else f"{text[: _SHOW - 5]}...{text[-2:]}"
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json.loads' object hook: a key twice in one object is an error (which value counts is ambiguous)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _BadMetrics(f"key {_shown(key)} appears twice in one object")
+        out[key] = value
+    return out
+
+
+def _parse_int(text: str) -> int:
+    """json.loads' integer parser: every number a trial reports must fit a float (up to about 1.8e308),
+    or a later mean or ranking would fail on it."""
+    digits = len(text.lstrip("-"))
     try:
-        metrics = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        return None, f"{path.name} is not valid JSON ({e})"
+        if digits > 400:  # beyond any float; and int() itself refuses over 4,300 digits
+            raise OverflowError
+        value = int(text)
+        float(value)
+    except OverflowError:
+        raise _BadMetrics(f"the integer {text[:12]}... ({digits} digits) is too large for a float") from None
+    return value
+
+
+def _check_metrics(metrics: dict[str, Any], name: str) -> None:
+    """Raise _BadMetrics when ``metrics`` exceeds what a trial may report."""
+    if len(metrics) > METRICS_MAX_KEYS:
+        raise _BadMetrics(f"{name} has {len(metrics)} keys, more than the {METRICS_MAX_KEYS} a trial may report")
+    for key in metrics:
+        if not key.strip():
+            raise _BadMetrics(f"{name} has a blank key {key!r}; give every metric a name")
+        if len(key) > METRIC_NAME_MAX:
+            raise _BadMetrics(f"{name}: key {_shown(key)} is {len(key)} characters long, more than {METRIC_NAME_MAX}")
+        if not key.isprintable():
+            raise _BadMetrics(
+                f"{name}: key {_shown(key)} holds a tab, newline or other non-printable character; "
+                "it would name a column of trials.tsv"
+            )
+    # Every value, without recursion (a value may be nested as deeply as the parser allowed): its
+    # depth, and its text, which JSON's \u escapes can make a lone surrogate that no file can hold.
+    stack: list[tuple[Any, int]] = [(metrics, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise _BadMetrics(f"{name}: the text {_shown(value)} holds an unpaired \\u surrogate escape") from None
+        elif isinstance(value, (dict, list)):
+            if depth > METRICS_MAX_DEPTH:
+                raise _BadMetrics(f"{name} nests lists or objects more than {METRICS_MAX_DEPTH} levels deep")
+            items = [*value, *value.values()] if isinstance(value, dict) else value
+            stack.extend((v, depth + 1) for v in items)
+
+
+def read_metrics(path: Path, metric: str, stage: str = "search") -> tuple[dict | None, str | None]:
+    """(metrics, None) when the trainer's ``metrics.json`` is usable, else (metrics or None, reason).
+
+    The objective is ``metric`` in the search stage, and its test-set name (records.test_metric) in
+    the final stage. The file is untrusted: whatever it holds, the answer is a reason, never an
+    exception. A file beyond the limits above gives no metrics at all; a valid one whose objective
+    is missing or not a finite number keeps its metrics for the record.
+    """
+    from snaketune.records import test_metric
+
+    name = path.name
+    objective = test_metric(metric) if stage == "final" else metric
+    try:
+        if not path.exists():
+            return None, f"the trainer wrote no {name}"
+        if not path.is_file():
+            return None, f"{name} is not a regular file"
+        with open(path, "rb") as fh:
+            data = fh.read(METRICS_MAX_BYTES + 1)  # a bounded read: the file may still be growing, or be huge
+    except OSError as e:
+        return None, f"cannot read {name} ({e.strerror or e})"
+    if len(data) > METRICS_MAX_BYTES:
+        return None, (
+            f"{name} is larger than the limit of {METRICS_MAX_BYTES:,} bytes a trial may report; "
+            "keep large outputs in other files of the trial's folder"
+        )
+    if not data.strip():
+        return None, f"{name} is empty"
+    try:
+        metrics = json.loads(data.decode("utf-8-sig"), object_pairs_hook=_unique_keys, parse_int=_parse_int)
+    except UnicodeDecodeError as e:
+        return None, f"{name} is not UTF-8 text (byte {e.start})"
+    except RecursionError:
+        return None, f"{name} nests lists or objects more than {METRICS_MAX_DEPTH} levels deep"
+    except _BadMetrics as e:
+        return None, f"{name}: {e}"
+    except ValueError as e:
+        return None, f"{name} is not valid JSON ({str(e)[: _SHOW * 2]})"
     if not isinstance(metrics, dict):
-        return None, f"{path.name} must hold a JSON object, but holds {type(metrics).__name__}"
-    if metric not in metrics:
-        keys = ", ".join(sorted(metrics)) or "nothing"
-        return metrics, f"{path.name} has no objective `{metric}` (it has: {keys})"
-    value = metrics[metric]
+        return None, f'{name} must hold a JSON object ({{"{objective}": ...}}), but holds {_json_type(metrics)}'
+    try:
+        _check_metrics(metrics, name)
+    except _BadMetrics as e:
+        return None, str(e)
+    if objective not in metrics:
+        keys = sorted(metrics)
+        shown = ", ".join(_shown(k)[1:-1] for k in keys[:20]) + (f", ... ({len(keys)} keys)" if len(keys) > 20 else "")
+        named = f", the final stage's name for the objective `{metric}`" if objective != metric else ""
+        return metrics, f"{name} has no objective `{objective}`{named} (it has: {shown or 'nothing'})"
+    value = metrics[objective]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return metrics, f"objective {metric} is not a number: {value!r}"
+        return metrics, f"objective {objective} is not a number: {_shown(value)}"
     if not math.isfinite(value):
-        return metrics, f"objective {metric} is {value}"
+        return metrics, f"objective {objective} is {value}"
     return metrics, None
 
 
+def _json_type(value: Any) -> str:
+    """What a JSON document holds, in JSON's words."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return {str: "a string", list: "an array"}.get(type(value), type(value).__name__)
+
+
 class Preempted(RuntimeError):
-    """The trainer was stopped from outside (SIGTERM); the trial must be rerun, not recorded."""
+    """The trainer was stopped from outside (SIGTERM, or a SIGKILL that snaketune did not send);
+    the trial must be rerun, not recorded."""
 
 
-def was_preempted(returncode: int, stderr_tail: list[str]) -> bool:
+def was_preempted(returncode: int, stderr_tail: list[str]) -> signal.Signals | None:
+    """The signal that stopped the trainer from outside (SIGTERM or SIGKILL), or None. Call it only
+    for a run that snaketune did not stop itself (a timeout): then any SIGKILL came from elsewhere."""
     if any(line.startswith("[snaketune] preempted") for line in stderr_tail):
-        return True
-    return returncode in (-signal.SIGTERM, 128 + signal.SIGTERM)
+        return signal.SIGTERM
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        if returncode in (-signum, 128 + signum):  # 128 + N when a shell ran the trainer
+            return signum
+    return None
+
+
+def count_sigkill(out: Path, run: dict[str, Any]) -> int:
+    """Count one more attempt of ``run`` (its identity) that a SIGKILL ended; return the count.
+    A count left by another run in the same folder (other parameters, budget, seed) starts over."""
+    path = out / SIGKILLS
+    try:
+        known = read_json(path)
+        count = known["sigkills"] if known.get("run") == run else 0
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        count = 0
+    write_json(path, {"run": run, "sigkills": count + 1})
+    return count + 1
 
 
 def resolve_params(spec: RunSpec) -> tuple[dict[str, Any], int | None]:
@@ -147,11 +320,19 @@ def run_trial(
 
     ``in_process`` runs the built-in trainer inside this process (packs of small trials: torch is
     imported once per pack instead of once per trial); custom trainers always get their own process.
+    The run holds its folder (:func:`snaketune.supervise.sole_writer`) until its record is written;
+    a folder that another live run holds raises FolderBusy before anything in it is touched.
     """
-    from snaketune.records import test_metric
-
     out = Path(spec.dir)
     out.mkdir(parents=True, exist_ok=True)
+    with sole_writer(out):
+        result = _run_trial(spec, threads, timeout, device, in_process, lease)
+        (out / SIGKILLS).unlink(missing_ok=True)  # recorded: its killed attempts no longer count
+        return result
+
+
+def _run_trial(spec: RunSpec, threads: int, timeout: float | None, device: str, in_process: bool, lease: bool) -> dict[str, Any]:
+    out = Path(spec.dir)
     metric = spec.trainer.metric
     params, budget = resolve_params(spec)
     params_path = out / PARAMS
@@ -180,7 +361,10 @@ def run_trial(
     }
     env = trainer_environment(spec, values, threads, device)
     template = spec.trainer.command
-    cmd = render_command(template, values) if template else builtin_command()
+    try:
+        cmd = render_command(template, values) if template else builtin_command()
+    except CommandTemplateError as e:  # the config check missed it: a failed trial, not a job that fails on every re-run
+        return record_run(spec, params, None, f"trainer.command cannot be filled in: {e}", 0.0, None, env)
     in_process = in_process and not template
     shown = "built-in trainer, in process" if in_process else cmd if isinstance(cmd, str) else shlex.join(cmd)
     print(f"[snaketune] trial {spec.trial} ({spec.stage}, seed {spec.seed}): {shown}", flush=True)
@@ -195,18 +379,45 @@ def run_trial(
         outcome = run_builtin_in_process(env, timeout) if in_process else run_command(cmd, env=env, timeout=timeout)
         seconds = time.time() - t0
 
-    if not outcome.timed_out and was_preempted(outcome.returncode, outcome.stderr_tail):
-        # Not a result: the trial is rerun (Snakemake's retries, a requeue, a re-run) and resumes.
+    # Not a result: the trial is rerun (Snakemake's retries, a requeue, a re-run) and resumes. We send
+    # SIGKILL only at a timeout (or a stop, which never gets here): any other is mostly the
+    # out-of-memory killer, which may strike on every attempt, so on MAX_SIGKILLS it is the result.
+    stopped_by = None if outcome.timed_out else was_preempted(outcome.returncode, outcome.stderr_tail)
+    sigkills = 0
+    if stopped_by == signal.SIGKILL:
+        sigkills = count_sigkill(out, {"params": params, "budget": budget, "seed": spec.seed, "stage": spec.stage})
+    if stopped_by == signal.SIGTERM:
         raise Preempted(f"trial {spec.trial} was stopped by SIGTERM; its checkpoint is kept and a rerun resumes from it")
+    if 0 < sigkills < MAX_SIGKILLS:
+        raise Preempted(
+            f"trial {spec.trial} was killed by a SIGKILL that snaketune did not send (out of memory?) on attempt "
+            f"{sigkills} of {MAX_SIGKILLS}; its checkpoint is kept and a rerun resumes from it"
+        )
 
     metrics, reason = None, None
-    if outcome.timed_out:
+    if sigkills:
+        reason = f"killed by SIGKILL (out of memory?) on {sigkills} attempts"
+    elif outcome.timed_out:
         reason = f"timed out after {timeout:g} s"
     elif outcome.returncode != 0:
         reason = failure_reason(outcome.returncode, outcome.stderr_tail)
     else:
-        metrics, reason = read_metrics(metrics_path, test_metric(metric) if spec.stage == "final" else metric)
+        metrics, reason = read_metrics(metrics_path, metric, spec.stage)
+    return record_run(spec, params, metrics, reason, seconds, outcome.returncode, env)
 
+
+def record_run(
+    spec: RunSpec,
+    params: dict[str, Any],
+    metrics: dict[str, Any] | None,
+    reason: str | None,
+    seconds: float,
+    exit_code: int | None,
+    env: dict[str, str],
+) -> dict[str, Any]:
+    """Write (and return) a run's ``result.json``: ok, or failed because of ``reason``."""
+    out = Path(spec.dir)
+    metric = spec.trainer.metric
     result = {
         "trial": spec.trial,
         "status": "failed" if reason else "ok",
@@ -215,7 +426,7 @@ def run_trial(
         "params": params,
         "metrics": metrics or {},
         "seconds": round(seconds, 3),
-        "exit_code": outcome.returncode,
+        "exit_code": exit_code,
         "stage": spec.stage,
         "fold": spec.fold,
         "folds": spec.folds,
@@ -225,7 +436,7 @@ def run_trial(
         "host": os.uname().nodename,
         "cuda_visible_devices": env.get("CUDA_VISIBLE_DEVICES"),
     }
-    write_json(result_path, result)
+    write_json(out / RESULT, result)
     if not reason and not spec.keep_checkpoint:
         (out / CHECKPOINT).unlink(missing_ok=True)  # a finished run needs no checkpoint
     state = "ok" if not reason else f"FAILED: {reason}"
@@ -241,7 +452,8 @@ def run_into_slot(run: RunSpec | None, file: str, where: dict[str, Any], why_emp
         record = {"trial": None, "status": "skipped", "reason": why_empty, **where}
         write_json(file, record)
         return record
-    result = {**run_trial(run, **kw), **where}
-    write_json(Path(run.dir) / RESULT, result)
+    with sole_writer(run.dir):  # one hold from the run's first write to this record of it
+        result = {**run_trial(run, **kw), **where}
+        write_json(Path(run.dir) / RESULT, result)
     write_json(file, result)
     return result

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,8 +27,13 @@ from snaketune.errors import ConfigError
 Scalar = Any  # bool | int | float | str | None
 
 # A grid larger than this is almost certainly a typo (a missing `grid:` on a wide int range).
+# (A study's size is bounded before its grid is built: snaketune.config.MAX_TRIALS.)
 MAX_GRID_SIZE = 1_000_000
 MAX_INT_RANGE_GRID = 1_000
+# A number in exponent notation without a dot or without an exponent sign (1e-4, 1.5e3): YAML 1.2
+# reads it as a float, PyYAML (YAML 1.1, Snakemake's loader) as text.
+EXPONENT_TEXT = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+")
+RANGE_TYPES = {"float": float, "int": int}
 
 
 def _is_number(x: Any) -> bool:
@@ -38,12 +44,62 @@ def _is_scalar(x: Any) -> bool:
     return x is None or isinstance(x, (bool, int, float, str))
 
 
+def _check_values(key: str, values: Sequence[Any], what: str) -> None:
+    """Every value finite (no .inf or .nan: no trial could use it), and listed once (a grid would run
+    the same trial twice). 1, 1.0 and true are different values, as for trial ids."""
+    seen = set()
+    for v in values:
+        if isinstance(v, float) and not math.isfinite(v):
+            every = f"every {what} " if len(values) > 1 else ""
+            raise ConfigError(f"{key}: {every}must be a finite number (not .inf or .nan), but got {v!r}")
+        if (type(v), v) in seen:
+            raise ConfigError(f"{key}: {v!r} is listed twice; list each {what} once")
+        seen.add((type(v), v))
+
+
+def as_declared(value: Any, kind: type) -> Any:
+    """A config value read as the ``kind`` (int or float) it is declared to be, as YAML 1.2 and JSON
+    Schema read numbers: exponent text (``1e-4``, which PyYAML reads as text) is a float, and a
+    whole float (``2.0``) where an integer is declared is that integer. Anything else is returned
+    as it is, for the checks to judge (``2.5`` for an integer stays an error, ``true`` is no number).
+    """
+    if isinstance(value, str) and EXPONENT_TEXT.fullmatch(value):
+        value = float(value)
+    if kind is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def typed_spec(spec: Any, declared: type | None = None) -> Any:
+    """One ``search_space`` entry with its numbers read by their declared type (:func:`as_declared`):
+    a range's ``low``, ``high``, ``step`` and ``grid`` by its ``type``, and the values and choices of
+    a parameter the trainer declares ``int`` or ``float`` (the built-in trainer's, snaketune.hparams).
+    A custom trainer's values and choices are passed as written: ``"1e3"`` stays text.
+    """
+    if isinstance(spec, Mapping) and spec.get("type") in RANGE_TYPES:
+        kind = RANGE_TYPES[spec["type"]]
+        out = {k: as_declared(v, kind) if k in ("low", "high", "step") else v for k, v in spec.items()}
+        if isinstance(out.get("grid"), list):
+            out["grid"] = [as_declared(v, kind) for v in out["grid"]]
+        return out
+    if declared is None:
+        return spec
+    if isinstance(spec, Mapping) and isinstance(spec.get("choices"), list):
+        return {**spec, "choices": [as_declared(v, declared) for v in spec["choices"]]}
+    if isinstance(spec, list):
+        return [as_declared(v, declared) for v in spec]
+    return as_declared(spec, declared)
+
+
 @dataclass(frozen=True)
 class Fixed:
     """A value every trial gets."""
 
     name: str
     value: Scalar
+
+    def __post_init__(self) -> None:
+        _check_values(f"search_space.{self.name}", [self.value], "value")
 
     def grid_values(self) -> list[Scalar]:
         return [self.value]
@@ -69,6 +125,7 @@ class Categorical:
                 raise ConfigError(
                     f"search_space.{self.name}: every choice must be a number, string, boolean or null, but got {c!r}"
                 )
+        _check_values(f"search_space.{self.name}", self.choices, "choice")
 
     def grid_values(self) -> list[Scalar]:
         return list(self.choices)
@@ -99,10 +156,16 @@ class FloatRange:
         if self.log and self.low <= 0:
             raise ConfigError(f"{key}: `log: true` needs `low > 0`, but got low={self.low}")
         if self.step is not None:
-            if not _is_number(self.step) or self.step <= 0:
+            if not _is_number(self.step) or not math.isfinite(self.step) or self.step <= 0:
                 raise ConfigError(f"{key}.step: must be a positive number, but got {self.step!r}")
             if self.log:
                 raise ConfigError(f"{key}: `step` and `log: true` cannot be combined (as in Optuna); drop one")
+            rest = math.fmod(self.high - self.low, self.step)  # 0, or a hair below step when it divides
+            if min(rest, self.step - rest) > 1e-9 * max(self.step, self.high - self.low):
+                raise ConfigError(
+                    f"{key}: `step` {self.step} must divide high - low = {self.high - self.low:g}, so that `high` is a "
+                    f"value of the range; e.g. high: {self.high - rest:g}"
+                )
         _check_grid(key, self.grid, self.low, self.high, float)
 
     def grid_values(self) -> list[Scalar]:
@@ -150,6 +213,12 @@ class IntRange:
             raise ConfigError(f"{key}: `log: true` needs `low >= 1` for an int, but got low={self.low}")
         if self.log and self.step != 1:
             raise ConfigError(f"{key}: `step` and `log: true` cannot be combined (as in Optuna); drop one")
+        if (self.high - self.low) % self.step:
+            high = self.high - (self.high - self.low) % self.step
+            raise ConfigError(
+                f"{key}: `step` {self.step} must divide high - low = {self.high - self.low}, so that `high` is a value "
+                f"of the range; e.g. high: {high}"
+            )
         _check_grid(key, self.grid, self.low, self.high, int)
 
     def grid_values(self) -> list[Scalar]:
@@ -188,6 +257,8 @@ def _check_grid(key: str, grid: Sequence[Any] | None, low: float, high: float, k
         ok = _is_number(v) and (kind is float or isinstance(v, int))
         if not ok:
             raise ConfigError(f"{key}.grid: every value must be {'an integer' if kind is int else 'a number'}, but got {v!r}")
+    _check_values(f"{key}.grid", grid, "value")
+    for v in grid:
         if not low <= v <= high:
             raise ConfigError(f"{key}.grid: value {v} lies outside [low={low}, high={high}]")
 

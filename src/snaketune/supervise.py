@@ -5,24 +5,48 @@ teed into ours (the job's log) and its last lines kept for the failure reason. S
 to this process stops the trainer (SIGTERM, then SIGKILL after a grace period) and exits with
 128 + the signal. The built-in trainer can also run inside this process (packs of short trials),
 with the same outcomes. This module imports neither torch nor Snakemake.
+
+No process of a trainer outlives its run, however the run ends:
+
+* The group's leader is a small guard (:mod:`snaketune.guard`) that starts the trainer and exits
+  as it did. It holds the read end of a pipe whose only write end is this process's: when this
+  process dies, even by SIGKILL, the pipe reads end-of-file and the guard SIGKILLs the whole group.
+* A timeout or a stop SIGTERMs the group, then SIGKILLs whatever is left of it after the grace
+  period, whether the leader still runs or not; a trainer that exits leaves no stragglers either.
+  The run's outcome is given only once no process of the group runs any more.
+* A process that leaves the group on purpose (``setsid``, a daemon) is beyond reach.
+
+:func:`sole_writer` keeps a second run out of a trial folder that a live run writes.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import datetime
+import fcntl
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from snaketune.layout import WRITER_LOCK
+
 GRACE_SECONDS = 10.0  # between SIGTERM (the trainer may checkpoint) and SIGKILL
+REAP_SECONDS = 30.0  # for SIGKILLed processes to go: one inside a system call (a GPU driver, NFS) goes when it returns
 TAIL_LINES = 20
+POLL_SECONDS = 0.05
+# A run whose Snakemake died stops its trainer within the grace period (die_with_parent); a new
+# run of the same folder waits that long for it before it calls the folder taken.
+LOCK_WAIT_SECONDS = GRACE_SECONDS + 5.0
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass(frozen=True)
@@ -37,32 +61,118 @@ class _Stop(Exception):
         self.signum = signum
 
 
-def terminate(proc: subprocess.Popen, grace: float = GRACE_SECONDS) -> None:
-    """SIGTERM the trainer's process group (it may checkpoint), SIGKILL it after ``grace`` s."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
+class Leftover(RuntimeError):
+    """Processes of a trainer's group still run after SIGKILL: the run has no outcome yet."""
+
+
+class FolderBusy(RuntimeError):
+    """Another live run writes this trial folder; this one must not touch it."""
+
+
+def die_with_parent(signum: int = signal.SIGKILL) -> bool:
+    """Linux: have the kernel send ``signum`` to this process when its parent dies (the thread that
+    started it, precisely); False where that cannot be arranged. Call it in the child."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    parent = os.getppid()
+    if ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signum), 0, 0, 0) != 0:
+        return False
+    if os.getppid() != parent:  # the parent died before the request: nothing will send the signal now
+        os.kill(os.getpid(), signum)
+    return True
+
+
+def live_members(pgid: int) -> list[int]:
+    """The processes of group ``pgid`` that still run. A zombie (dead, not yet reaped: a container's
+    init may never reap the orphans it inherits) holds nothing and does not count."""
+    if not os.path.exists("/proc/self/stat"):  # no procfs: ask the kernel whether the group exists
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
+            os.killpg(pgid, 0)
         except ProcessLookupError:
+            return []
+        except PermissionError:
             pass
-        proc.wait()
+        return [pgid]
+    members = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as fh:
+                stat = fh.read().decode("ascii", "replace")
+        except OSError:  # gone meanwhile
+            continue
+        state, _ppid, pgrp = stat[stat.rindex(")") + 2 :].split()[:3]  # after the command name, which may hold spaces
+        if int(pgrp) == pgid and state not in ("Z", "X"):
+            members.append(int(entry.name))
+    return members
+
+
+def kill_group(proc: subprocess.Popen, wait: float | None = None) -> None:
+    """SIGKILL every process left in the group ``proc`` leads (alive or not), reap ``proc``, and
+    return once none of the group runs; raise Leftover if some still run after ``wait`` s (REAP_SECONDS)."""
+    wait = REAP_SECONDS if wait is None else wait
+    deadline = time.monotonic() + wait
+    while True:
+        proc.poll()  # reap the leader if it has exited
+        left = live_members(proc.pid)
+        if not left:
+            proc.wait()
+            return
+        if time.monotonic() > deadline:
+            raise Leftover(
+                f"trainer process(es) {', '.join(map(str, left))} of process group {proc.pid} still run "
+                f"{wait:g} s after SIGKILL (stuck in the kernel: a GPU driver, a network file system?)"
+            )
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        time.sleep(POLL_SECONDS)
+
+
+def terminate(proc: subprocess.Popen, grace: float | None = None) -> None:
+    """SIGTERM the trainer's process group (it may checkpoint); after ``grace`` s (GRACE_SECONDS),
+    or as soon as none of it runs, SIGKILL whatever is left, leader or not, and wait until nothing is."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + (GRACE_SECONDS if grace is None else grace)
+    while time.monotonic() < deadline and (proc.poll() is None or live_members(proc.pid)):
+        time.sleep(POLL_SECONDS)
+    kill_group(proc)
+
+
+def guarded(cmd: str | list[str], lifeline: int) -> list[str]:
+    """The command line that runs ``cmd`` under :mod:`snaketune.guard`, watching the pipe end
+    ``lifeline``: the guard's file run as a script, in isolated mode (``-I``)."""
+    how = ["--shell", cmd] if isinstance(cmd, str) else ["--exec", *cmd]
+    return [sys.executable, "-I", str(Path(__file__).with_name("guard.py")), str(lifeline), *how]
 
 
 def run_command(cmd: str | list[str], *, env: Mapping[str, str], timeout: float | None) -> Outcome:
     """Run the trainer (a shell command line, or an argument list); tee its stderr to ours."""
-    proc = subprocess.Popen(
-        cmd,
-        shell=isinstance(cmd, str),
-        env=dict(env),
-        stdin=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    lifeline, held = os.pipe()  # the guard's read end, and the one write end: ours, closed when we die
+    try:
+        proc = subprocess.Popen(
+            guarded(cmd, lifeline),
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            pass_fds=(lifeline,),
+        )
+    except BaseException:
+        os.close(held)
+        raise
+    finally:
+        os.close(lifeline)
+    try:
+        return _supervise(proc, timeout)
+    finally:
+        os.close(held)  # the group is gone by now, unless we fail: then the guard kills it
+
+
+def _supervise(proc: subprocess.Popen, timeout: float | None) -> Outcome:
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
 
     def pump() -> None:
@@ -86,6 +196,7 @@ def run_command(cmd: str | list[str], *, env: Mapping[str, str], timeout: float 
         except subprocess.TimeoutExpired:
             timed_out = True
             terminate(proc)
+        kill_group(proc)  # a trainer that exited leaves no stragglers in its group
     except _Stop as s:
         terminate(proc)
         raise SystemExit(128 + s.signum) from None
@@ -150,3 +261,58 @@ def output_to(path: str | os.PathLike):
         os.dup2(saved[1], 2)
         for f in (fd, *saved):
             os.close(f)
+
+
+_held: set[Path] = set()  # the trial folders this process holds (sole_writer is reentrant)
+
+
+@contextlib.contextmanager
+def sole_writer(folder: str | os.PathLike, wait: float | None = None):
+    """Hold the trial folder's lock (an exclusive ``flock`` on ``<folder>/writer.lock``) meanwhile.
+
+    One run writes a trial folder at a time. A holder that is stopping (its Snakemake died and it
+    stops its trainer) gets ``wait`` s (LOCK_WAIT_SECONDS) to let go; a folder still held then has
+    another live writer (a second Snakemake on the same study, or a job that a killed Snakemake left
+    running): raise FolderBusy, naming the holder, before anything in the folder is touched. The kernel drops the
+    lock when its holder dies, by any signal, so a killed run never blocks its re-run. The lock file
+    is never deleted (that would race with a process that has it open); it holds the last holder's
+    pid, host and start time.
+    """
+    folder = Path(folder).resolve()
+    if folder in _held:
+        yield
+        return
+    path = folder / WRITER_LOCK
+    wait = LOCK_WAIT_SECONDS if wait is None else wait
+    folder.mkdir(parents=True, exist_ok=True)  # a promoted rung's or a re-run's folder is new
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        deadline, told = time.monotonic() + wait, False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = " ".join(os.pread(fd, 512, 0).decode("utf-8", "replace").split()) or "unknown"
+                if time.monotonic() >= deadline:
+                    raise FolderBusy(
+                        f"{folder} is being written by another live run ({holder}): a trial folder has one "
+                        "writer at a time. Stop that run (or let it finish), then run Snakemake again."
+                    ) from None
+                if not told:
+                    print(f"[snaketune] waiting up to {wait:g} s for the run writing {folder} ({holder})", flush=True)
+                    told = True
+                time.sleep(0.2)
+            except OSError as e:  # e.g. ENOLCK: a file system without locks; the run goes on unprotected
+                print(f"[snaketune] warning: cannot lock {path} ({e.strerror}); nothing keeps a second run out", flush=True)
+                break
+        since = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid={os.getpid()} host={socket.gethostname()} since={since}\n".encode(), 0)
+        _held.add(folder)
+        try:
+            yield
+        finally:
+            _held.discard(folder)
+    finally:
+        os.close(fd)  # releases the lock

@@ -34,6 +34,9 @@ RUN_COLUMNS = ["best_epoch", "epochs_run", "train_seconds", "n_parameters", "dev
 # Accounting of one attempt (a resumed trial trains fewer epochs in its last attempt): kept in the
 # trial's metrics.json, left out of the table, which must not depend on interruptions.
 PER_ATTEMPT = {"epochs_this_run"}
+# The table's own columns: a metric of one of these names (a trainer's `budget`, `status`, ...) stays
+# in the trial's records but never takes the column's place, where it would change the ranking.
+OWN_COLUMNS = frozenset(FIRST_COLUMNS + STRUCTURE_COLUMNS + LAST_COLUMNS)
 
 
 def _fmt(v: Any) -> str:
@@ -59,7 +62,6 @@ def table_rows(
     """The table rows of records (one per trial, as load_records gives them), best first by
     ``records.rank_key``."""
     rows = []
-    metric_names: list[str] = []
     for r in records:
         row: dict[str, Any] = {"trial": r["trial"], "status": r["status"], "objective": r.get("objective")}
         for k in STRUCTURE_COLUMNS:
@@ -68,10 +70,8 @@ def table_rows(
         for p in param_names:
             row[p] = r.get("params", {}).get(p)
         for k, v in (r.get("metrics") or {}).items():
-            if k not in row and k not in PER_ATTEMPT and not isinstance(v, (dict, list)):
+            if k not in row and k not in OWN_COLUMNS and k not in PER_ATTEMPT and not isinstance(v, (dict, list)):
                 row[k] = v
-                if k not in metric_names:
-                    metric_names.append(k)
         row["seconds"] = r.get("seconds")
         row["error"] = r.get("reason") or (f"re-evaluation: {r['seed_error']}" if r.get("seed_error") else "")
         row["log"] = r.get("log") or ""
@@ -80,11 +80,11 @@ def table_rows(
 
 
 def columns_for(rows: Iterable[Mapping[str, Any]], param_names: Sequence[str]) -> list[str]:
-    seen: list[str] = []
+    """The table's columns in order; metrics in the order they first appear. Linear in the number of
+    cells (a dict keeps first-seen order): a trial may report hundreds of metrics."""
+    seen: dict[str, None] = {}
     for row in rows:
-        for k in row:
-            if k not in seen:
-                seen.append(k)
+        seen.update(dict.fromkeys(row))
     structure = [k for k in STRUCTURE_COLUMNS if k in seen]
     fixed = set(FIRST_COLUMNS) | set(LAST_COLUMNS) | set(param_names) | set(structure)
     metrics = [k for k in seen if k not in fixed and k not in RUN_COLUMNS]

@@ -39,11 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from snaketune.files import atomic_write_bytes, atomic_write_text, history_csv, read_yaml, write_json
+from snaketune.layout import CHECKPOINT, HISTORY, METRICS
 from snaketune.records import test_metric
 
-CHECKPOINT = "checkpoint.pt"
-HISTORY = "history.csv"
-METRICS = "metrics.json"
 PREEMPTED_EXIT = 143  # 128 + SIGTERM: what the runner reads as preempted (with the line below)
 FAILED_EXIT = 2
 

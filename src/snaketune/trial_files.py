@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,10 +43,22 @@ def collect_study(
     return rows
 
 
+# A history.csv is the trainer's file, read by the report and the Optuna export: one that cannot be
+# read, or is larger than any learning curve needs, is left out with a warning, never a crash.
+HISTORY_MAX_BYTES = 64_000_000
+
+
 def read_history(path: str | os.PathLike) -> dict[str, list[float]]:
-    """A ``history.csv`` as columns of numbers (non-numeric cells become NaN), sorted by epoch."""
-    with open(path, encoding="utf-8", newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    """A ``history.csv`` as columns of numbers (non-numeric cells become NaN), sorted by epoch; empty,
+    with a warning, when the file cannot be read as CSV text or is over HISTORY_MAX_BYTES."""
+    try:
+        if os.path.getsize(path) > HISTORY_MAX_BYTES:
+            raise ValueError(f"larger than {HISTORY_MAX_BYTES:,} bytes")
+        with open(path, encoding="utf-8", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, ValueError, csv.Error) as e:  # UnicodeDecodeError is a ValueError
+        warnings.warn(f"{path}: not read as a training history ({e}); its learning curve is left out", stacklevel=2)
+        return {}
     if not rows:
         return {}
 

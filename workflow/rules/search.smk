@@ -47,7 +47,9 @@ rule train_trial:
     params:
         spec=trial_spec,
     shell:
-        "snaketune-trial --spec {params.spec:q} --threads {threads} "
+        # exec: the runner is the job's process itself, so it stops (and stops its trainer) when
+        # Snakemake dies, even by kill -9 of Snakemake alone (snaketune.supervise.die_with_parent).
+        "exec snaketune-trial --spec {params.spec:q} --threads {threads} "
         "--timeout {resources.trial_timeout_s} --device {resources.trial_device} > {log:q} 2>&1"
 
 
