@@ -237,3 +237,12 @@ def test_where_a_trial_runs_is_not_part_of_its_identity(study):
     cfg["early_stopping"] = {**cfg.get("early_stopping", {}), "patience": 1}
     s.write(cfg)
     assert job_count(s.run("-n").stdout, "train_trial") == len(s.table())
+
+
+def test_nested_command_line_config_values_are_read_by_the_schemas_types(study):
+    """Snakemake hands `--config "search={trials_per_job: 2}"` over as text ('2'): README's form works."""
+    s = study(tiny_config(study="cli"))
+    out = s.run("-n", "--config", "search={trials_per_job: 2}", "early_stopping={patience: 3, min_delta: 1e-3}")
+    assert job_count(out.stdout, "train_pack") == 2 and job_count(out.stdout, "train_trial") == 0
+    bad = s.run("-n", "--config", "search={trials_per_job: two}", check=False)
+    assert bad.returncode != 0 and "search.trials_per_job" in bad.stderr

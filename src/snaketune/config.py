@@ -236,6 +236,11 @@ def _numbers_by_schema(value: Any, schema: Mapping, key: str = "") -> Any:
         if name in types:
             value = as_declared(value, kind)
             break
+    if isinstance(value, str):  # --config "final={retrain: false}" hands text over
+        if "boolean" in types and value in BOOLEAN_TEXT:
+            value = BOOLEAN_TEXT[value]
+        elif "null" in types and value in ("null", "~", "None"):
+            value = None
     if isinstance(value, float) and not math.isfinite(value):
         desc = " ".join(schema.get("description", "").split())
         raise ConfigError(
@@ -243,6 +248,9 @@ def _numbers_by_schema(value: Any, schema: Mapping, key: str = "") -> Any:
             + (f" ({desc})" if desc and len(desc) < 200 else "")
         )
     return value
+
+
+BOOLEAN_TEXT = {"true": True, "True": True, "false": False, "False": False}
 
 
 def _types(schema: Mapping) -> list[str]:

@@ -33,6 +33,10 @@ MAX_INT_RANGE_GRID = 1_000
 # A number in exponent notation without a dot or without an exponent sign (1e-4, 1.5e3): YAML 1.2
 # reads it as a float, PyYAML (YAML 1.1, Snakemake's loader) as text.
 EXPONENT_TEXT = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+")
+# A number as text where a number is declared: Snakemake's --config "search={trials_per_job: 14}"
+# hands nested values over as text ('14').
+INT_TEXT = re.compile(r"[-+]?[0-9]+")
+FLOAT_TEXT = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 RANGE_TYPES = {"float": float, "int": int}
 
 
@@ -59,12 +63,17 @@ def _check_values(key: str, values: Sequence[Any], what: str) -> None:
 
 def as_declared(value: Any, kind: type) -> Any:
     """A config value read as the ``kind`` (int or float) it is declared to be, as YAML 1.2 and JSON
-    Schema read numbers: exponent text (``1e-4``, which PyYAML reads as text) is a float, and a
-    whole float (``2.0``) where an integer is declared is that integer. Anything else is returned
-    as it is, for the checks to judge (``2.5`` for an integer stays an error, ``true`` is no number).
-    """
-    if isinstance(value, str) and EXPONENT_TEXT.fullmatch(value):
-        value = float(value)
+    Schema read numbers: exponent text (``1e-4``, which PyYAML reads as text) is a float, a number
+    as text (``'14'``: Snakemake's ``--config`` hands nested values over as text) is that number,
+    and a whole float (``2.0``) where an integer is declared is that integer. Anything else is
+    returned as it is, for the checks to judge (``2.5`` for an integer stays an error, ``true`` is
+    no number)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if kind is int and INT_TEXT.fullmatch(text):
+            return int(text)
+        if FLOAT_TEXT.fullmatch(text):
+            value = float(text)
     if kind is int and isinstance(value, float) and value.is_integer():
         return int(value)
     return value

@@ -1,6 +1,8 @@
 # Validate the study config, plan the study once, and name the functions the rules ask.
+import math
 import os
 import sys
+import warnings
 from importlib.resources import files
 
 try:
@@ -24,7 +26,12 @@ def resolved_config(raw):
         cfg = snaketune.one_study(
             raw, [] if in_module else workflow.overwrite_configfiles
         )
-        return snaketune.resolve_config(cfg)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", snaketune.config.StudySizeWarning)
+            resolved = snaketune.resolve_config(cfg)
+        for w in caught:  # said like the errors, without a source line
+            print(f"\n{w.message}\n", file=sys.stderr)
+        return resolved
     except snaketune.ConfigError as e:
         # A message for people, without Snakemake's stack of parse-time frames.
         print(f"\nsnaketune: the study config is invalid.\n{e}\n", file=sys.stderr)
@@ -50,7 +57,7 @@ CAPTIONS = (
 )  # the report's captions, shipped with the library
 # The time limit is a resource, not a param: params are a rerun trigger, and raising a
 # limit must not rerun finished trials. 0 = no limit.
-TRAINER_TIMEOUT_S = int(min(config["trainer"]["timeout"] or 0, 10**9))
+TRAINER_TIMEOUT_S = math.ceil(min(config["trainer"]["timeout"] or 0, 10**9))
 TRAINER_DEVICE = config["trainer"]["device"]
 
 
