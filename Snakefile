@@ -52,8 +52,10 @@ rule all:
 
 # Snakemake 9 can deadlock on a SIGTERM that lands while it post-processes a finished job
 # (SLURM sends one to a cancelled or timed-out head job): its handler runs on a thread instead.
+# Its Ctrl-C leaves finished and stopped jobs marked incomplete: with local jobs SIGINT stops the
+# same graceful way, passed on to the running jobs.
 onstart:
-    defer_sigterm_handler()
+    handle_stop_signals(local_jobs=workflow.local_exec)
 
 
 # The end of a successful run (not a dry run) prints the study's summary.

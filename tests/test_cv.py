@@ -31,8 +31,46 @@ def test_folds_are_stratified_and_leave_test_out():
 def test_too_few_examples_for_the_folds_is_a_clear_error():
     y = np.array([0] * 40 + [1] * 5)
     split = stratified_split(y, 0.2, 0.2, 0)
-    with pytest.raises(DataError, match=r"class 'b' has 4 example\(s\) outside the test part, too few for cv.folds=5"):
+    with pytest.raises(DataError) as e:
         stratified_folds(y, split, 5, 0, classes=["a", "b"])
+    assert str(e.value) == (
+        "class 'b' has 4 example(s) outside the test part, too few for cv.folds=5: every fold needs one example "
+        "of every class (36 examples outside the test part in all); use cv.folds between 2 and 4, or cv.folds: 1 "
+        "(one validation part), or add examples"
+    )
+
+
+@pytest.mark.parametrize("k", [2, 127, 128, 129, 130, 300])
+def test_no_fold_is_empty_for_any_number_of_folds(k):
+    """The fold array once was int8: folds 128 and up wrapped around and had no rows (scored 0.0)."""
+    y = np.arange(4000) % 5
+    split = stratified_split(y, 0.2, 0.2, 0)
+    fold = stratified_folds(y, split, k, 0)
+    pool = split != TEST
+    assert fold.max() == k - 1 and (fold[~pool] == -1).all() and (fold[pool] >= 0).all()
+    for c in range(5):  # every fold holds every class
+        assert np.bincount(fold[pool & (y == c)], minlength=k).min() >= 1
+
+
+def test_more_folds_than_the_smallest_class_allows_is_an_error_in_prepare(tmp_path):
+    cfg = {"source": "synthetic", "n_samples": 600, "val_fraction": 0.2, "test_fraction": 0.2, "seed": 0}
+    prepare(cfg, tmp_path / "ok.npz", folds=160)  # 160 examples of each class outside the test part
+    p = load_prepared(tmp_path / "ok.npz")
+    assert all(p.rows("search", f)[1].any() for f in (0, 127, 128, 159))
+    with pytest.raises(DataError, match=r"synthetic: class 'class0' has 160 example\(s\) .* too few for cv.folds=161"):
+        prepare(cfg, tmp_path / "bad.npz", folds=161)
+
+
+def test_a_fold_without_examples_is_an_error_not_a_score(tmp_path):
+    """A prepared file from before the fix (int8 folds) has empty folds: a trainer must not score them."""
+    path = tmp_path / "p.npz"
+    prepare({"source": "synthetic", "n_samples": 300, "val_fraction": 0.2, "test_fraction": 0.2, "seed": 0}, path, folds=3)
+    with np.load(path) as f:
+        arrays = dict(f)
+    arrays["fold"][arrays["fold"] == 2] = 0
+    np.savez(path, **arrays)
+    with pytest.raises(DataError, match="fold 2 of 3 has no examples; run prepare_data again"):
+        load_prepared(path).rows("search", 2)
 
 
 def test_a_fold_run_trains_on_the_other_folds_and_never_reads_test(tmp_path):

@@ -66,6 +66,32 @@ def test_the_final_stage_must_report_the_objectives_test_name(tmp_path, capsys):
     assert custom.test_metric == "test_score"
 
 
+def test_a_function_trainer_returns_its_metrics_or_fails_with_a_reason(tmp_path, monkeypatch, capsys):
+    from snaketune.trial import main
+
+    module = tmp_path / "my_fit.py"
+    module.write_text(
+        "def fit(params, trial):\n    return {'val_accuracy': params['lr'] * 2}\n"
+        "def nothing(params, trial):\n    pass\n"
+        "def finishes(params, trial):\n    trial.finish(val_accuracy=0.5, note='own')\n"
+    )
+    for key, value in contract_env(tmp_path, {"lr": 0.25}).items():
+        monkeypatch.setenv(key, value)
+    metrics = tmp_path / "out" / "metrics.json"
+    assert main([f"{module}:fit"]) == 0 and json.loads(metrics.read_text()) == {"val_accuracy": 0.5}
+    assert main([f"{module}:finishes"]) == 0 and json.loads(metrics.read_text()) == {"val_accuracy": 0.5, "note": "own"}
+    monkeypatch.chdir(tmp_path)  # a module of the study's folder, by name
+    assert main(["my_fit:fit"]) == 0
+    for where, reason in [
+        (f"{module}:nothing", "returned NoneType, not a mapping of metrics, and did not call trial.finish()"),
+        (f"{module}:missing", "cannot be loaded: ImportError:"),
+        ("no_such_module:fit", "cannot be loaded: ModuleNotFoundError:"),
+    ]:
+        with pytest.raises(SystemExit) as stop:
+            main([where])
+        assert stop.value.code == 2 and reason in capsys.readouterr().err
+
+
 def test_a_checkpoint_resumes_only_the_same_trial_and_continues_its_history(tmp_path):
     torch = pytest.importorskip("torch")
     env = contract_env(tmp_path, {"lr": 0.1, "epochs": 5})
@@ -135,11 +161,15 @@ def test_the_example_script_stopped_by_sigterm_resumes_to_the_uninterrupted_resu
 
 
 @pytest.mark.workflow
-def test_the_own_model_example_runs_successive_halving_with_resumed_promotions(tmp_path):
+@pytest.mark.parametrize("trainer", ["command", "function"])
+def test_the_own_model_example_runs_successive_halving_with_resumed_promotions(tmp_path, trainer):
+    """The example script as trainer.command, and its fit() as trainer.function (called in each
+    trial's own process): the same study, promoted trials resuming from their checkpoints."""
     example = yaml.safe_load((REPO / "config" / "examples" / "own_model.yaml").read_text())
+    how = {"command": f"{sys.executable} {SCRIPT}"} if trainer == "command" else {"function": f"{SCRIPT}:fit"}
     cfg = tiny_config(
         study="own",
-        trainer={"command": f"{sys.executable} {SCRIPT}"},
+        trainer=how,
         search={**example["search"], "n_trials": 6, "min_epochs": 1},
         search_space={**example["search_space"], "epochs": 9},
         final={"repeats": 1},

@@ -246,3 +246,22 @@ def test_nested_command_line_config_values_are_read_by_the_schemas_types(study):
     assert job_count(out.stdout, "train_pack") == 2 and job_count(out.stdout, "train_trial") == 0
     bad = s.run("-n", "--config", "search={trials_per_job: two}", check=False)
     assert bad.returncode != 0 and "search.trials_per_job" in bad.stderr
+
+
+def test_debug_one_trial_reruns_it_exactly_from_its_trial_env(study, tmp_path):
+    """README's "Debug one trial": sourcing the trial's trial.env and running the built-in trainer
+    reproduces the trial's scores to the last bit (same machine, same threads)."""
+    import subprocess
+
+    s = study(tiny_config(study="debug"))
+    s.run()
+    trial = s.table()["trial"][0]
+    folder = s.results / "trials" / trial
+    env_text = (folder / "trial.env").read_text()
+    assert "SNAKETUNE_SEED=" in env_text and "SNAKETUNE_OUT" not in env_text and "SNAKETUNE_RESUME" not in env_text
+    out = tmp_path / "debug-trial"
+    cmd = f"set -a; . {folder}/trial.env; SNAKETUNE_OUT={out} {sys.executable} -m snaketune.train"
+    subprocess.run(["bash", "-c", cmd], cwd=s.path, check=True, capture_output=True)
+    again = json.loads((out / "metrics.json").read_text())
+    original = json.loads((folder / "metrics.json").read_text())
+    assert {k: v for k, v in again.items() if k != "train_seconds"} == {k: v for k, v in original.items() if k != "train_seconds"}

@@ -33,6 +33,7 @@ from snaketune.hparams import (
 )
 from snaketune.records import TEST_PREFIX, is_test_metric, test_metric, tiebreak_metric
 from snaketune.space import EXPONENT_TEXT, Fixed, FloatRange, IntRange, SearchSpace, as_declared, typed_spec
+from snaketune.specs import builtin_trainer
 from snaketune.table import FIRST_COLUMNS, LAST_COLUMNS, RUN_COLUMNS, STRUCTURE_COLUMNS
 from snaketune.task import BUILTIN_METRICS, SOURCE_TASKS, TASK_METRICS, config_task, objective_mismatch
 
@@ -272,10 +273,10 @@ def resolve_config(raw: Mapping, schema: Mapping | None = None) -> dict:
     cfg = _apply_defaults(dict(raw), schema)
     cfg = _numbers_by_schema(cfg, schema)
     _schema_errors(cfg, schema)
-    builtin = cfg["trainer"]["command"] is None
+    builtin = builtin_trainer(cfg)
     cfg["search_space"] = {name: typed_spec(spec, _declared_type(name, builtin)) for name, spec in cfg["search_space"].items()}
     check_semantics(cfg)
-    cfg["final"]["ensemble"] = ensemble_setting(cfg["final"], cfg["trainer"]["command"])
+    cfg["final"]["ensemble"] = ensemble_setting(cfg["final"], builtin)
     return cfg
 
 
@@ -289,11 +290,11 @@ def _declared_type(name: str, builtin: bool) -> type | None:
     return None
 
 
-def ensemble_setting(final: Mapping, command: str | None) -> bool:
+def ensemble_setting(final: Mapping, builtin: bool) -> bool:
     """``final.ensemble`` as a boolean: ``auto`` ships an ensemble when there are several retrains
     of the built-in trainer (the protocol measured best, docs/benchmarks.md)."""
     if final["ensemble"] == "auto":
-        return final["retrain"] and final["repeats"] > 1 and command is None
+        return final["retrain"] and final["repeats"] > 1 and builtin
     return bool(final["ensemble"])
 
 
@@ -345,14 +346,21 @@ def check_semantics(cfg: Mapping) -> None:
             f"config key `data.path` is only used by data.source csv, npz or images, but data.source is {data['source']!r}; "
             "remove data.path or change the source"
         )
-    command = cfg["trainer"]["command"]
+    command, function = cfg["trainer"]["command"], cfg["trainer"].get("function")
     objective = cfg["objective"]
-    if command is None:
+    if command is not None and function is not None:
+        raise ConfigError(
+            "config keys `trainer.command` and `trainer.function` conflict: a study has one trainer; "
+            "set one of them (both null: the built-in trainer)"
+        )
+    if builtin_trainer(cfg):
         _check_builtin(space, objective)
         _check_family(space, cfg["model"]["family"], data["source"])
-    else:
+    elif command is not None:
         _check_command(command)
-    _check_final(cfg["final"], command)
+    else:
+        _check_function(function)
+    _check_final(cfg["final"], builtin_trainer(cfg))
     _check_select(cfg)
     _check_task(cfg)
 
@@ -370,14 +378,14 @@ def _check_task(cfg: Mapping) -> None:
             f"(or {known}), or data.source csv or npz for your own data"
         )
     task = config_task(cfg)
-    if task is not None and cfg["trainer"]["command"] is None:
+    if task is not None and builtin_trainer(cfg):
         why = objective_mismatch(task, cfg["objective"]["metric"])
         if why:
             source = f"data.task: {data['task']}" if data.get("task", "auto") != "auto" else f"data.source: {data['source']}"
             raise ConfigError(f"config key `objective.metric`: {why} ({source})")
 
 
-def _check_final(final: Mapping, command: str | None) -> None:
+def _check_final(final: Mapping, builtin: bool) -> None:
     if final["ensemble"] == "auto":
         return
     if final["ensemble"] and final["repeats"] < 2:
@@ -385,11 +393,31 @@ def _check_final(final: Mapping, command: str | None) -> None:
             f"config key `final.ensemble`: an ensemble needs several retrains, but final.repeats is {final['repeats']}; "
             "set final.repeats to 2 or more, or final.ensemble: false"
         )
-    if final["ensemble"] and command is not None:
+    if final["ensemble"] and not builtin:
         raise ConfigError(
-            "config key `final.ensemble`: only the built-in trainer's models can be combined (a custom trainer.command "
+            "config key `final.ensemble`: only the built-in trainer's models can be combined (a custom trainer "
             "writes models snaketune cannot read); use final.ensemble: false (repeats still report mean and std)"
         )
+
+
+FUNCTION_TEXT = re.compile(r"(?P<where>[^:\s]+):(?P<name>[A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _check_function(function: str) -> None:
+    """``trainer.function``: ``module:function`` or ``path/to/file.py:function``; a file must exist
+    (the module is imported only in a trial's own process, never while the DAG is built)."""
+    m = FUNCTION_TEXT.fullmatch(function.strip())
+    if m is None:
+        raise ConfigError(
+            f"config key `trainer.function`: {function!r} is not `module:function` or `path/to/file.py:function` "
+            "(e.g. my_package.train:fit)"
+        )
+    where = m["where"]
+    if where.endswith(".py"):
+        if not Path(where).is_file():
+            raise ConfigError(f"config key `trainer.function`: file {where!r} does not exist (relative to {Path.cwd()})")
+    elif not all(part.isidentifier() for part in where.split(".")):
+        raise ConfigError(f"config key `trainer.function`: {where!r} is not a module name (e.g. my_package.train)")
 
 
 def _check_param_names(space: SearchSpace, metric: str) -> None:

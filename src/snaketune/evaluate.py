@@ -1,4 +1,5 @@
-"""The final model on the test set, for the report: a confusion matrix.
+"""The final model on the test set: its scores (an ensemble's), and for the report a confusion
+matrix (classification) or its predicted against the true values (regression).
 
 The model is applied exactly as ``snaketune.predict`` applies it (the trainer's normalisation,
 stored in ``model.pt``), to the test part of the prepared data that the final stage evaluated.
@@ -56,8 +57,34 @@ def confusion_on_test_set(model_path: str | os.PathLike, data_path: str | os.Pat
     return Confusion(matrix, classes)
 
 
+def test_predictions(model_path: str | os.PathLike, data_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, float]:
+    """A regression model's (predicted, true) values of every test example, on the target's scale, and
+    the target std it was trained with (the scale of its ``loss``)."""
+    import torch
+
+    from snaketune.predict import load_model
+
+    torch.set_num_threads(1)
+    predictor = load_model(model_path)
+    prepared = load_prepared(data_path)
+    rows = prepared.split == TEST
+    X, y = prepared.X[rows], prepared.y[rows].astype(np.float64)
+    chunks = [predictor.predict(X[i : i + CHUNK]) for i in range(0, len(X), CHUNK)]
+    return (np.concatenate(chunks) if chunks else np.zeros(0)), y, float(predictor.target_std)
+
+
+test_predictions.__test__ = False  # a function named test_*, not a test
+
+
 def test_scores(model_path: str | os.PathLike, data_path: str | os.PathLike) -> dict[str, float]:
-    """``test_accuracy`` and ``test_loss`` (mean cross-entropy) of a final model file on the test part."""
+    """The test metrics of a final model file on the test part, named as the trainer names them:
+    ``test_accuracy`` and ``test_loss`` (mean cross-entropy), or for regression ``test_rmse``,
+    ``test_mae``, ``test_r2`` and ``test_loss`` (:func:`snaketune.task.regression_metrics`)."""
+    if load_prepared(data_path).is_regression:
+        from snaketune.task import regression_metrics
+
+        predicted, y, scale = test_predictions(model_path, data_path)
+        return {f"test_{k}": v for k, v in regression_metrics(predicted, y, scale).items()}
     _, p, y = test_probabilities(model_path, data_path)
     chosen = np.clip(p[np.arange(len(y)), y], 1e-12, 1.0)
     return {"test_accuracy": float((p.argmax(axis=1) == y).mean()), "test_loss": float(-np.log(chosen).mean())}

@@ -52,6 +52,9 @@ PARAMS, METRICS, HISTORY, CHECKPOINT, RESULT, LOG, BENCHMARK, MODEL = (
 # ... and what the runner keeps there while a run is unfinished: the lock of the one process that
 # may write the folder (with its pid), and how many attempts a SIGKILL from outside ended.
 WRITER_LOCK, SIGKILLS = "writer.lock", "sigkills.json"
+# The contract's variables a run's trainer got (but where it writes and what it resumes), as
+# `KEY='value'` lines to source: README's "Debug one trial" reruns the trial exactly with them.
+TRIAL_ENV = "trial.env"
 
 
 def run_name(trial: str, fold: int | None = None, rung: int | None = None, seed: int | None = None) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 from snaketune.schedule import Bracket, bracket, hyperband, successive_halving
 from snaketune.space import SearchSpace
-from snaketune.specs import PackSpec, ReevalSpec, RunSpec, SlotSpec, TrainerSettings
+from snaketune.specs import PackSpec, ReevalSpec, RunSpec, SlotSpec, TrainerSettings, builtin_trainer
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,7 @@ class StudyPlan:
             self.trials = [t for b in self.brackets for t in b.trials]
         self._by_id = {t.id: t for t in self.trials}
         self.param_names: list[str] = list(config["search_space"])
-        self.builtin_trainer: bool = config["trainer"]["command"] is None
+        self.builtin_trainer: bool = builtin_trainer(config)
         self.packs = self._packs(search["trials_per_job"])
         select = config.get("select") or {}
         self.top_k: int = select.get("top_k", 0)  # 0: the best trial wins, nothing is re-evaluated
@@ -262,6 +262,7 @@ class StudyPlan:
             patience=cfg["early_stopping"]["patience"],
             min_delta=cfg["early_stopping"]["min_delta"],
             family=cfg["model"]["family"],
+            function=cfg["trainer"].get("function"),
         )
 
     @property

@@ -688,6 +688,31 @@ def plot_confusion_matrix(
     _save(fig, path)
 
 
+def plot_predictions(path: str | os.PathLike, true: Sequence[float], predicted: Sequence[float], *, title: str) -> None:
+    """A regression model's predicted values against the true ones on the test set, with the diagonal
+    (a perfect prediction); the distance of a point from it is its error."""
+    import numpy as np
+
+    true, predicted = np.asarray(true, dtype=float), np.asarray(predicted, dtype=float)
+    if true.size == 0:
+        message_figure(path, "Predicted against true values", "The test set is empty.")
+        return
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 5.5))
+    low, high = float(min(true.min(), predicted.min())), float(max(true.max(), predicted.max()))
+    pad = 0.03 * (high - low or 1.0)
+    ax.plot([low - pad, high + pad], [low - pad, high + pad], color="0.5", linestyle="--", linewidth=1, label="perfect")
+    ax.scatter(true, predicted, s=14, alpha=0.7, color="tab:blue", edgecolors="none", label="test example")
+    ax.set_xlim(low - pad, high + pad)
+    ax.set_ylim(low - pad, high + pad)
+    ax.set_aspect("equal")
+    ax.set_xlabel("true value")
+    ax.set_ylabel("predicted value")
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize=8)
+    _save(fig, path)
+
+
 # -- the trials table -----------------------------------------------------------------------------------
 
 

@@ -33,12 +33,13 @@ import signal
 import string
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from snaketune.files import read_json, read_yaml, write_json, write_yaml
+from snaketune.files import atomic_write_text, read_json, read_yaml, write_json, write_yaml
 from snaketune.gpu import lease_gpu
-from snaketune.layout import CHECKPOINT, METRICS, PARAMS, RESULT, SIGKILLS
+from snaketune.layout import CHECKPOINT, METRICS, PARAMS, RESULT, SIGKILLS, TRIAL_ENV
 from snaketune.specs import RunSpec
 from snaketune.supervise import run_builtin_in_process, run_command, sole_writer
 
@@ -46,7 +47,11 @@ REASON_MAX = 500
 MAX_SIGKILLS = 2  # attempts a SIGKILL that snaketune did not send may end before the run is recorded failed
 
 
-def builtin_command() -> list[str]:
+def builtin_command(function: str | None = None) -> list[str]:
+    """The trainer snaketune itself runs: the built-in one, or a ``trainer.function`` called by
+    snaketune.trial in the trial's own process (the same interpreter as the job's)."""
+    if function:
+        return [sys.executable, "-m", "snaketune.trial", function]
     return [sys.executable, "-m", "snaketune.train"]
 
 
@@ -308,6 +313,15 @@ def trainer_environment(spec: RunSpec, values: dict[str, str], threads: int, dev
     return env
 
 
+def write_trial_env(path: Path, env: Mapping[str, str]) -> None:
+    """The contract's variables of this run, to source when debugging it (README, "Debug one
+    trial"): everything that decides what it computes (parameters file, data, seed, fold, budget,
+    stage, objective, early stopping, threads, device), not where it writes or what it resumes."""
+    keys = sorted(k for k in env if k.startswith("SNAKETUNE_") and k not in ("SNAKETUNE_OUT", "SNAKETUNE_RESUME"))
+    keys += [k for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in env]
+    atomic_write_text(path, "".join(f"{k}={shlex.quote(env[k])}\n" for k in keys))
+
+
 def run_trial(
     spec: RunSpec,
     threads: int = 1,
@@ -360,12 +374,13 @@ def _run_trial(spec: RunSpec, threads: int, timeout: float | None, device: str, 
         "seed": str(spec.seed),
     }
     env = trainer_environment(spec, values, threads, device)
+    write_trial_env(out / TRIAL_ENV, env)
     template = spec.trainer.command
     try:
-        cmd = render_command(template, values) if template else builtin_command()
+        cmd = render_command(template, values) if template else builtin_command(spec.trainer.function)
     except CommandTemplateError as e:  # the config check missed it: a failed trial, not a job that fails on every re-run
         return record_run(spec, params, None, f"trainer.command cannot be filled in: {e}", 0.0, None, env)
-    in_process = in_process and not template
+    in_process = in_process and not template and not spec.trainer.function
     shown = "built-in trainer, in process" if in_process else cmd if isinstance(cmd, str) else shlex.join(cmd)
     print(f"[snaketune] trial {spec.trial} ({spec.stage}, seed {spec.seed}): {shown}", flush=True)
 

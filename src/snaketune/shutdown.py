@@ -1,37 +1,55 @@
-"""A SIGTERM sent to Snakemake must stop it, never hang it.
+"""Stopping Snakemake: SIGTERM must stop it, never hang it; SIGINT (Ctrl-C) must stop it as cleanly.
 
-Snakemake 9's scheduler handles SIGTERM with ``JobScheduler.exit_gracefully``, which takes the
-scheduler's non-reentrant ``threading.Lock``. Python runs signal handlers on the main thread
-between two bytecodes, and the main thread holds that very lock while it post-processes finished
-jobs (``JobScheduler.schedule``: ``with self._lock: self._finish_jobs() ...``; in
-snakemake/scheduler.py up to 9.1, snakemake/scheduling/job_scheduler.py since), so a SIGTERM that
-lands there waits forever for itself: Snakemake hangs, its jobs already stopped, until something
-sends SIGKILL (and the next run must ``--unlock``). Seen here: 1 hang in 8 SIGTERMs sent while
-trials finish. SLURM sends SIGTERM to a head job it cancels or times out.
+**SIGTERM.** Snakemake 9's scheduler handles SIGTERM with ``JobScheduler.exit_gracefully`` (start
+no more jobs, post-process the running ones as they end, then exit), which takes the scheduler's
+non-reentrant ``threading.Lock``. Python runs signal handlers on the main thread between two
+bytecodes, and the main thread holds that very lock while it post-processes finished jobs
+(``JobScheduler.schedule``: ``with self._lock: self._finish_jobs() ...``; in snakemake/scheduler.py
+up to 9.1, snakemake/scheduling/job_scheduler.py since), so a SIGTERM that lands there waits
+forever for itself: Snakemake hangs, its jobs already stopped, until something sends SIGKILL (and
+the next run must ``--unlock``). Seen here: 1 hang in 8 SIGTERMs sent while trials finish. SLURM
+sends SIGTERM to a head job it cancels or times out. Upstream: no report found in
+snakemake/snakemake's issues as of 2026-12 (searched for SIGTERM, deadlock, ``exit_gracefully``,
+scheduler lock); this should go once Snakemake's handler stops taking the lock on the main thread.
 
-Upstream: no report found in snakemake/snakemake's issues as of 2026-12 (searched for SIGTERM,
-deadlock, ``exit_gracefully``, scheduler lock); the workaround should go once Snakemake's handler
-stops taking the lock on the main thread.
+**SIGINT.** Snakemake 9 has no SIGINT handler: Python's KeyboardInterrupt ends the scheduler's loop
+wherever it lands (``except (KeyboardInterrupt, SystemExit)``: ``self._executor.cancel()``, return),
+and the local executor's ``cancel`` waits for the running jobs (``ThreadPoolExecutor.shutdown``)
+while nothing post-processes a job any more. Every job that ends after the signal, and one that had
+ended but was not post-processed yet, keeps the "incomplete" marks Snakemake put on its outputs
+when it started: a plain re-run stops with ``IncompleteFilesException``, and ``--rerun-incomplete``
+reruns them all, retraining trials whose ``result.json`` had been written whole. A SIGINT to the
+``snakemake`` process alone (``kill -INT``) reaches none of its jobs either, so it waits for each
+running trial to end.
 
-``defer_sigterm_handler`` keeps Snakemake's own handler and its meaning (finish or stop the
-running jobs, then exit) but calls it on a short-lived thread, which waits for the lock like any
-other thread instead of deadlocking the one that holds it. It relies on how Snakemake's scheduler
-works inside, so it applies only to Snakemake 9 (``FIRST_AFFECTED`` up to, not including,
-``UNAFFECTED_FROM``): every release read (9.0.0, 9.1.4 and 9.27.1, the newest, ``CHECKED_UP_TO``)
-has the same locking code, so a later 9.x is assumed to keep it until someone reads it; Snakemake
-10 runs unchanged.
+``handle_stop_signals`` keeps Snakemake's own SIGTERM handler and its meaning but calls it on a
+short-lived thread, which waits for the lock like any other thread instead of deadlocking the one
+that holds it. When the jobs run on this machine, as this process's children, SIGINT stops the
+same way: the same handler (so every job that ends is post-processed: recorded when it succeeded,
+its outputs removed when it failed), and the signal passed on to the running jobs, which stop
+their trainers and fail without a record (Ctrl-C in a terminal has already sent it to them: a
+second one changes nothing). A plain re-run then runs only the interrupted jobs, which resume from
+their checkpoints. A cluster executor's jobs are not children: there Ctrl-C keeps Snakemake's
+meaning (cancel the jobs).
+
+Both rely on how Snakemake's scheduler works inside, so they apply only to Snakemake 9
+(``FIRST_AFFECTED`` up to, not including, ``UNAFFECTED_FROM``): every release read (9.0.0, 9.1.4 and
+9.27.1, the newest, ``CHECKED_UP_TO``) has the same locking and KeyboardInterrupt code, so a later
+9.x is assumed to keep it until someone reads it; Snakemake 10 runs unchanged.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
 import sys
 import threading
 from importlib.metadata import PackageNotFoundError, version
 
-# The Snakemake releases whose scheduler has the deadlock: read in 9.0.0, 9.1.4 and 9.27.1
-# (the newest when checked), simulated by tests/test_resilience.py.
+# The Snakemake releases whose scheduler has the deadlock and loses jobs on KeyboardInterrupt: read
+# in 9.0.0, 9.1.4 and 9.27.1 (the newest when checked); tests/test_resilience.py and
+# tests/test_interrupt.py.
 FIRST_AFFECTED = (9, 0, 0)
 CHECKED_UP_TO = (9, 27, 1)
 UNAFFECTED_FROM = (10, 0, 0)
@@ -58,16 +76,28 @@ def release(text: str | None) -> tuple[int, int, int] | None:
     return int(major), int(minor), int(patch or 0)
 
 
-def has_sigterm_deadlock(snakemake: str | None) -> bool:
-    """Whether this Snakemake release is one known to deadlock on SIGTERM."""
+def is_affected(snakemake: str | None) -> bool:
+    """Whether this Snakemake release is one whose stop signals need :func:`handle_stop_signals`."""
     found = release(snakemake)
     return found is not None and FIRST_AFFECTED <= found < UNAFFECTED_FROM
 
 
-def defer_sigterm_handler(snakemake: str | None = None) -> bool:
-    """Run the current SIGTERM handler off the main thread, if ``snakemake`` (by default the
-    running Snakemake's version) is affected; True if a handler was wrapped."""
-    if not has_sigterm_deadlock(snakemake if snakemake is not None else snakemake_version()):
+def pass_on_to_children(signum: int) -> None:
+    """Send ``signum`` to this process's children: the running jobs of Snakemake's local executor
+    (a rule's shell, or the job's program that ``exec`` put in its place)."""
+    import psutil  # Snakemake's own dependency
+
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.Error):  # gone meanwhile
+            child.send_signal(signum)
+
+
+def handle_stop_signals(snakemake: str | None = None, *, local_jobs: bool = True) -> bool:
+    """If ``snakemake`` (by default the running Snakemake's version) is affected: run the current
+    SIGTERM handler (Snakemake's) off the main thread, and with ``local_jobs`` (the jobs are this
+    process's children) have SIGINT pass itself on to them and then call that handler too. True if
+    the handlers were installed."""
+    if not is_affected(snakemake if snakemake is not None else snakemake_version()):
         return False
     try:
         handler = signal.getsignal(signal.SIGTERM)
@@ -76,12 +106,19 @@ def defer_sigterm_handler(snakemake: str | None = None) -> bool:
     if not callable(handler) or getattr(handler, "_snaketune_deferred", False):
         return False
 
+    def stop(signum: int) -> None:
+        handler(signal.SIGTERM, None)  # first, so that the scheduler starts no more jobs
+        if signum != signal.SIGTERM:
+            pass_on_to_children(signum)
+
     def deferred(signum, frame):
-        threading.Thread(target=handler, args=(signum, None), name="sigterm", daemon=True).start()
+        threading.Thread(target=stop, args=(signum,), name="stop", daemon=True).start()
 
     deferred._snaketune_deferred = True
     try:
         signal.signal(signal.SIGTERM, deferred)
-    except ValueError:  # not the main thread: leave the handler as it is
+        if local_jobs:
+            signal.signal(signal.SIGINT, deferred)
+    except ValueError:  # not the main thread: leave the handlers as they are
         return False
     return True

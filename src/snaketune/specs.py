@@ -17,6 +17,7 @@ Four kinds, told apart by their ``kind`` field:
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -32,6 +33,13 @@ class TrainerSettings:
     patience: int  # early stopping: epochs without improvement; 0 = off
     min_delta: float
     family: str  # the built-in trainer's model.family
+    function: str | None = None  # trainer.function: "module:function" run in the trial's process
+
+
+def builtin_trainer(config: Mapping[str, Any]) -> bool:
+    """Whether a study trains with the built-in trainer (neither trainer.command nor trainer.function)."""
+    trainer = config["trainer"]
+    return trainer.get("command") is None and trainer.get("function") is None
 
 
 @dataclass(frozen=True)

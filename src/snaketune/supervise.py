@@ -2,9 +2,9 @@
 
 A trainer runs in its own process group (so a stop reaches its children too), with its stderr
 teed into ours (the job's log) and its last lines kept for the failure reason. SIGTERM or SIGINT
-to this process stops the trainer (SIGTERM, then SIGKILL after a grace period) and exits with
-128 + the signal. The built-in trainer can also run inside this process (packs of short trials),
-with the same outcomes. This module imports neither torch nor Snakemake.
+to this process stops the trainer (the same signal to its group, then SIGKILL after a grace period)
+and the outcome names that signal; a second one meanwhile changes nothing. The built-in trainer can
+also run inside this process (packs of short trials), with the same outcomes. This module imports neither torch nor Snakemake.
 
 No process of a trainer outlives its run, however the run ends:
 
@@ -54,11 +54,19 @@ class Outcome:
     returncode: int
     stderr_tail: list[str]
     timed_out: bool
+    stopped: int | None = None  # the signal (SIGTERM, SIGINT) that stopped this process, and so the trainer
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)  # a scheduler preempting, Snakemake stopping, Ctrl-C
 
 
 class _Stop(Exception):
     def __init__(self, signum: int) -> None:
         self.signum = signum
+
+
+def _ignore(signum, frame) -> None:
+    pass
 
 
 class Leftover(RuntimeError):
@@ -131,11 +139,12 @@ def kill_group(proc: subprocess.Popen, wait: float | None = None) -> None:
         time.sleep(POLL_SECONDS)
 
 
-def terminate(proc: subprocess.Popen, grace: float | None = None) -> None:
-    """SIGTERM the trainer's process group (it may checkpoint); after ``grace`` s (GRACE_SECONDS),
-    or as soon as none of it runs, SIGKILL whatever is left, leader or not, and wait until nothing is."""
+def terminate(proc: subprocess.Popen, grace: float | None = None, signum: int = signal.SIGTERM) -> None:
+    """Send ``signum`` to the trainer's process group (it may checkpoint); after ``grace`` s
+    (GRACE_SECONDS), or as soon as none of it runs, SIGKILL whatever is left, leader or not, and
+    wait until nothing is."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, signum)
     deadline = time.monotonic() + (GRACE_SECONDS if grace is None else grace)
     while time.monotonic() < deadline and (proc.poll() is None or live_members(proc.pid)):
         time.sleep(POLL_SECONDS)
@@ -188,8 +197,8 @@ def _supervise(proc: subprocess.Popen, timeout: float | None) -> Outcome:
     def stop(signum, frame):
         raise _Stop(signum)
 
-    old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
-    timed_out = False
+    old = {s: signal.signal(s, stop) for s in STOP_SIGNALS}
+    timed_out, stopped = False, None
     try:
         try:
             proc.wait(timeout=timeout)
@@ -198,13 +207,15 @@ def _supervise(proc: subprocess.Popen, timeout: float | None) -> Outcome:
             terminate(proc)
         kill_group(proc)  # a trainer that exited leaves no stragglers in its group
     except _Stop as s:
-        terminate(proc)
-        raise SystemExit(128 + s.signum) from None
+        stopped = s.signum
+        for signum in STOP_SIGNALS:  # stopping already: Ctrl-C's SIGINT may come twice (the terminal, Snakemake)
+            signal.signal(signum, _ignore)
+        terminate(proc, signum=stopped)  # the trainer learns what stopped it, and its log says so
     finally:
         for s, h in old.items():
             signal.signal(s, h)
     reader.join(timeout=5)
-    return Outcome(proc.returncode, list(tail), timed_out)
+    return Outcome(proc.returncode, list(tail), timed_out, stopped)
 
 
 class _TimedOut(Exception):
@@ -219,7 +230,7 @@ def run_builtin_in_process(env: Mapping[str, str], timeout: float | None) -> Out
         raise _TimedOut()
 
     old_alarm = signal.signal(signal.SIGALRM, alarm)
-    old_term = signal.signal(signal.SIGTERM, trainer._on_sigterm)
+    old_stop = {s: signal.signal(s, trainer._on_sigterm) for s in STOP_SIGNALS}
     if timeout:
         signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
@@ -227,8 +238,8 @@ def run_builtin_in_process(env: Mapping[str, str], timeout: float | None) -> Out
         return Outcome(0, [], False)
     except _TimedOut:
         return Outcome(124, [], True)
-    except trainer.Preempted:
-        return Outcome(143, ["[snaketune] preempted"], False)
+    except trainer.Preempted as e:
+        return Outcome(128 + e.signum, [f"[snaketune] preempted ({signal.Signals(e.signum).name})"], False, e.signum)
     except Exception as e:  # the trial fails; the pack goes on
         reason = trainer.failure_message(e)
         if reason is None:
@@ -239,7 +250,8 @@ def run_builtin_in_process(env: Mapping[str, str], timeout: float | None) -> Out
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old_alarm)
-        signal.signal(signal.SIGTERM, old_term)
+        for s, h in old_stop.items():
+            signal.signal(s, h)
 
 
 @contextlib.contextmanager

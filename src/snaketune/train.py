@@ -33,6 +33,7 @@ from snaketune.errors import ConfigError, DataError
 from snaketune.files import atomic_write_bytes, atomic_write_text, history_csv, read_yaml, write_json
 from snaketune.hparams import OPTIMIZERS, HParams
 from snaketune.model import build_model, n_parameters
+from snaketune.task import CLASSIFICATION, REGRESSION, objective_mismatch, regression_metrics
 
 EVAL_CHUNK = 8192  # rows per forward pass when evaluating
 
@@ -188,6 +189,19 @@ def evaluate(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor) -> tuple[
         correct += (out.argmax(dim=1) == yb).sum()
     n = max(len(X), 1)
     return loss.item() / n, correct.item() / n
+
+
+def mse_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The regression loss: mean squared error of the network's one output against the standardised target."""
+    return F.mse_loss(out.squeeze(1).float(), y)
+
+
+@torch.inference_mode()
+def predict_standardised(model: torch.nn.Module, X: torch.Tensor) -> torch.Tensor:
+    """A regression network's outputs for all rows, (n,), on the standardised scale of its target."""
+    model.eval()
+    outs = [model(X[i : i + EVAL_CHUNK]).squeeze(1).float() for i in range(0, len(X), EVAL_CHUNK)]
+    return torch.cat(outs) if outs else torch.zeros(0, device=X.device)
 
 
 def is_better(value: float, best: float | None, direction: str, min_delta: float) -> bool:
@@ -389,7 +403,12 @@ def _epoch_line(row: dict) -> str:
 @dataclass
 class TrialTensors:
     """The rows a run trains on and evaluates on, on the training device, normalised with
-    statistics of the training rows only (``mean`` and ``std``, kept for the model file)."""
+    statistics of the training rows only (``mean`` and ``std``, kept for the model file).
+
+    Regression: ``y_train`` is the target standardised with the training rows' ``target_mean`` and
+    ``target_std`` (float32, on the device); ``y_eval`` is the target as it is (float64, on the CPU),
+    since its metrics are computed on its own scale (:func:`evaluate_metrics`).
+    """
 
     X_train: torch.Tensor
     y_train: torch.Tensor
@@ -397,11 +416,27 @@ class TrialTensors:
     y_eval: torch.Tensor
     mean: torch.Tensor
     std: torch.Tensor
+    target_mean: float | None = None  # regression only
+    target_std: float | None = None
+
+    @property
+    def regression(self) -> bool:
+        return self.target_std is not None
+
+
+def standardise_target(y: torch.Tensor, train_rows: torch.Tensor) -> tuple[torch.Tensor, float, float]:
+    """A regression target scaled with the mean and std of its training rows: (scaled float32, mean, std).
+    A constant target keeps std 1. Predictions go back with ``out * std + mean``."""
+    ref = y[train_rows].double()
+    mean = float(ref.mean())
+    std = float(ref.std()) if len(ref) > 1 else 0.0
+    std = std if std > 1e-12 else 1.0
+    return ((y.double() - mean) / std).float(), mean, std
 
 
 def trial_tensors(prepared: Prepared, stage: str, fold: int, device: torch.device) -> TrialTensors:
     """Training and evaluation rows of ``stage`` (and ``fold``): images become normalised float32
-    on the device, feature vectors are standardised per feature."""
+    on the device, feature vectors are standardised per feature, and so is a regression target."""
     train_mask, eval_mask = prepared.rows(stage, fold)
     train_rows, eval_rows = torch.from_numpy(train_mask), torch.from_numpy(eval_mask)
     if prepared.is_images:
@@ -410,13 +445,35 @@ def trial_tensors(prepared: Prepared, stage: str, fold: int, device: torch.devic
         X_all, mean, std = standardise(torch.from_numpy(prepared.X), train_rows)
         X_train, X_eval = X_all[train_rows].to(device), X_all[eval_rows].to(device)
     y_all = torch.from_numpy(prepared.y)
+    if prepared.is_regression:
+        scaled, target_mean, target_std = standardise_target(y_all, train_rows)
+        y_eval = y_all[eval_rows].double()
+        return TrialTensors(X_train, scaled[train_rows].to(device), X_eval, y_eval, mean, std, target_mean, target_std)
     return TrialTensors(X_train, y_all[train_rows].to(device), X_eval, y_all[eval_rows].to(device), mean, std)
 
 
+def evaluate_metrics(model: torch.nn.Module, data: TrialTensors) -> dict[str, float]:
+    """The evaluated rows' metrics, unprefixed: ``loss`` and ``accuracy`` (classification), or
+    ``loss`` (MSE of the standardised target), ``rmse``, ``mae`` and ``r2`` on the target's own scale."""
+    if not data.regression:
+        loss, accuracy = evaluate(model, data.X_eval, data.y_eval)
+        return {"loss": loss, "accuracy": accuracy}
+    predicted = predict_standardised(model, data.X_eval).double().cpu() * data.target_std + data.target_mean
+    return regression_metrics(predicted.numpy(), data.y_eval.numpy(), data.target_std)
+
+
 def train_epoch(
-    model: torch.nn.Module, opt: Optimizer, X: torch.Tensor, y: torch.Tensor, hp: HParams, gen: torch.Generator, autocast
+    model: torch.nn.Module,
+    opt: Optimizer,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    hp: HParams,
+    gen: torch.Generator,
+    autocast,
+    loss_fn=F.cross_entropy,
 ) -> float:
-    """One pass over the training rows in batches of one random permutation; the mean training loss."""
+    """One pass over the training rows in batches of one random permutation; the mean training loss
+    (``loss_fn``: cross-entropy for classes, :func:`mse_loss` for a standardised regression target)."""
     model.train()
     device = X.device
     # Batch norm cannot train on a single example whose maps are 1x1: skip such a last batch.
@@ -435,7 +492,7 @@ def train_epoch(
         if hp.augments:  # training batches only; evaluation sees the images as they are
             xb = augment(xb, hp.flip_probability, hp.crop_padding, gen)
         with autocast:
-            loss = F.cross_entropy(model(xb), y_epoch[i : i + nb])
+            loss = loss_fn(model(xb), y_epoch[i : i + nb])
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -570,10 +627,15 @@ def train(settings: TrialSettings) -> dict:
             f"parameters flip and crop_padding augment images shaped (channels, height, width), but the data's "
             f"examples have shape {input_shape}; remove them from search_space or use data.source: images"
         )
-    data = trial_tensors(prepared, settings.stage, settings.fold, device)
     searching = settings.stage == "search"
+    mismatch = objective_mismatch(prepared.task, settings.metric) if searching else None
+    if mismatch:
+        raise ConfigError(f"{mismatch} ({settings.data} was prepared for {prepared.task})")
+    data = trial_tensors(prepared, settings.stage, settings.fold, device)
     prefix = "val" if searching else "test"
-    model = build_model(settings.family, input_shape, len(prepared.classes), hp).to(device)
+    n_outputs = 1 if prepared.is_regression else len(prepared.classes)  # one value, or a score per class
+    loss_fn = mse_loss if prepared.is_regression else F.cross_entropy
+    model = build_model(settings.family, input_shape, n_outputs, hp).to(device)
     autocast = cuda_autocast(device)
     opt = make_optimizer(hp.optimizer, model.parameters(), hp.lr, hp.weight_decay, hp.momentum)
     epochs = settings.budget if settings.budget is not None else hp.epochs
@@ -609,12 +671,12 @@ def train(settings: TrialSettings) -> dict:
             break
         t0 = time.perf_counter()
         opt.lr = lr_at(hp, epoch)
-        train_loss = train_epoch(model, opt, data.X_train, data.y_train, hp, gen, autocast)
+        train_loss = train_epoch(model, opt, data.X_train, data.y_train, hp, gen, autocast, loss_fn)
         if not math.isfinite(train_loss):
             raise TrainFailed(f"diverged at epoch {epoch} (training loss {train_loss})")
         row = {"epoch": epoch, "train_loss": train_loss}
         if searching:
-            row["val_loss"], row["val_accuracy"] = evaluate(model, data.X_eval, data.y_eval)
+            row.update({f"val_{k}": v for k, v in evaluate_metrics(model, data).items()})
         if hp.lr_varies:  # a constant lr's history stays as it always was
             row["lr"] = opt.lr
         row["seconds"] = time.perf_counter() - t0
@@ -640,10 +702,10 @@ def train(settings: TrialSettings) -> dict:
         model.load_state_dict(stopper.best_state)  # restore the best epoch's weights
     # Search: the validation rows once more, with the weights kept. Final: the model is now fixed, and
     # this is the one and only evaluation of the test rows.
-    final_loss, final_acc = evaluate(model, data.X_eval, data.y_eval)
+    scores = evaluate_metrics(model, data)
     metrics = {
-        f"{prefix}_accuracy": final_acc,
-        f"{prefix}_loss": final_loss,
+        **{f"{prefix}_{k}": v for k, v in scores.items() if k != "loss"},
+        f"{prefix}_loss": scores["loss"],
         # The epoch the reported scores (and the weights kept) come from: the best one, or without
         # restore_best (multi-fidelity rungs) the last one, so a winner's score and best epoch agree
         # and the final retrain trains as many epochs as produced the score.
@@ -659,17 +721,49 @@ def train(settings: TrialSettings) -> dict:
     atomic_write_text(settings.out / "history.csv", history_csv(history))
     if settings.stage == "final":
         image = {"size": list(input_shape[1:]), "channels": input_shape[0], "scale": PIXEL_SCALE} if prepared.is_images else None
-        save_model(settings.out / "model.pt", model, settings, hp, prepared.classes, input_shape, data.mean, data.std, image)
+        target = {"mean": data.target_mean, "std": data.target_std} if data.regression else None
+        save_model(
+            settings.out / "model.pt",
+            model,
+            settings,
+            hp,
+            prepared.classes,
+            input_shape,
+            data.mean,
+            data.std,
+            image,
+            task=prepared.task,
+            target=target,
+            features=prepared.features,
+        )
     write_json(settings.out / "metrics.json", metrics)  # last: its presence means the trial finished
     return metrics
 
 
-def save_model(path: Path, model, settings: TrialSettings, hp: HParams, classes, input_shape, mean, std, image=None) -> None:
+def save_model(
+    path: Path,
+    model,
+    settings: TrialSettings,
+    hp: HParams,
+    classes,
+    input_shape,
+    mean,
+    std,
+    image=None,
+    *,
+    task: str = CLASSIFICATION,
+    target: dict | None = None,
+    features: list[str] | None = None,
+) -> None:
     """A file ``torch.load(path, weights_only=True)`` reads: weights plus what prediction needs.
 
     The input is ``(x - mean) / std``; for images (``image`` not None) x is the image file loaded
     as ``snaketune.images.load_image(path, image["size"], image["channels"])`` times ``image["scale"]``.
+    A regression network has one output, the standardised target: its prediction is
+    ``output * target["std"] + target["mean"]`` (the training rows' statistics).
     """
+    if task == REGRESSION and target is None:
+        raise ValueError("a regression model needs its target's mean and std")
     import io
 
     payload = {
@@ -682,6 +776,9 @@ def save_model(path: Path, model, settings: TrialSettings, hp: HParams, classes,
         "mean": mean.cpu(),
         "std": std.cpu(),
         "image": image,  # None for feature vectors; else {"size": [h, w], "channels": c, "scale": 1/255}
+        "task": task,  # classification | regression (a file without it: classification)
+        "target": target,  # regression: {"mean": m, "std": s} of the training rows' target; else None
+        "features": list(features) if features is not None else None,  # a CSV's feature columns, in order
         "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
     }
     buf = io.BytesIO()

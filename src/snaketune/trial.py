@@ -63,6 +63,7 @@ class Trial:
     threads: int | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     _start_epoch: int = 0
+    finished: bool = False  # finish() wrote metrics.json
 
     # -- reading the trial ------------------------------------------------------------------------
 
@@ -195,6 +196,7 @@ class Trial:
             stage = "final stage" if self.final else "search"
             self.fail(f"finish() was given {', '.join(out) or 'no metrics'}; the {stage} needs {wanted}")
         write_json(self.out / METRICS, out)
+        self.finished = True
         return out
 
     def fail(self, reason: str) -> None:
@@ -220,3 +222,54 @@ def _preempted(signum, frame) -> None:
         flush=True,
     )
     raise SystemExit(PREEMPTED_EXIT)
+
+
+def load_function(where: str):
+    """The function ``trainer.function`` names: ``module:function`` (importable) or
+    ``path/to/file.py:function`` (relative to the working directory Snakemake runs in)."""
+    import importlib
+    import importlib.util
+
+    module_name, _, name = where.strip().rpartition(":")
+    if module_name.endswith(".py"):
+        path = Path(module_name).resolve()
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load {path}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = module
+        sys.path.insert(0, str(path.parent))  # the file's own imports of its neighbours
+        spec.loader.exec_module(module)
+    else:
+        sys.path.insert(0, os.getcwd())  # a module of the study's folder, as `python -m` would find it
+        module = importlib.import_module(module_name)
+    function = getattr(module, name, None)
+    if not callable(function):
+        raise ImportError(f"{module_name} has no function {name!r}")
+    return function
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m snaketune.trial module:function``: the trial process of a ``trainer.function``.
+    The function is called with the trial's parameters and its :class:`Trial`; the metrics it
+    returns are written with :meth:`Trial.finish` (unless it called finish itself)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        sys.exit("usage: python -m snaketune.trial module:function   (run by snaketune for trainer.function)")
+    trial = Trial.from_env()
+    try:
+        function = load_function(argv[0])
+    except Exception as e:  # an import error is the trial's failure, with its reason
+        trial.fail(f"trainer.function {argv[0]!r} cannot be loaded: {type(e).__name__}: {e}")
+    metrics = function(trial.params, trial)
+    if not trial.finished:
+        if not isinstance(metrics, Mapping):
+            trial.fail(
+                f"trainer.function {argv[0]!r} returned {type(metrics).__name__}, not a mapping of metrics, and did not call trial.finish()"
+            )
+        trial.finish(**metrics)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -13,7 +13,7 @@ except ImportError:
         f"({sys.executable}).\nInstall it from the checkout: pip install -e .\n"
     )
 from snaketune.plan import StudyPlan
-from snaketune.shutdown import defer_sigterm_handler  # the Snakefile's onstart hook
+from snaketune.shutdown import handle_stop_signals  # the Snakefile's onstart hook
 from snaketune.specs import to_json
 
 

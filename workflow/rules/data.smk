@@ -1,4 +1,5 @@
-# Read the data source once and fix the train/validation/test split for every trial.
+# Read the data source once, decide the task and fix the train/validation/test split for every trial.
+from snaketune.data import prepare_params
 
 
 rule prepare_data:
@@ -12,7 +13,7 @@ rule prepare_data:
     conda:
         "../../envs/snaketune.yaml"
     params:
-        data=config["data"],
+        data=prepare_params(config["data"]),
         folds=config["cv"]["folds"],
     script:
         "../scripts/prepare_data.py"

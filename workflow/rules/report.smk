@@ -1,9 +1,14 @@
 # For people: the report's figures and trials table, the study as an Optuna journal.
 # `snakemake --report results/<study>/report.html` gathers the outputs wrapped in report().
 from snaketune.summary import print_run_summary  # the Snakefile's onsuccess handler
+from snaketune.task import expected_task
 
-# The confusion matrix needs the built-in trainer's model file.
-CONFUSION_MATRIX = config["final"]["retrain"] and PLAN.builtin_trainer
+# The test-set figure needs the built-in trainer's model file, and the task known when the workflow
+# is planned (snaketune.task.expected_task): a confusion matrix for classes, predicted against true
+# values for regression; none while prepare_data decides it (data.task auto, objective val_loss).
+TEST_FIGURE = config["final"]["retrain"] and PLAN.builtin_trainer
+CONFUSION_MATRIX = TEST_FIGURE and expected_task(config) == "classification"
+PREDICTIONS = TEST_FIGURE and expected_task(config) == "regression"
 
 
 rule plot_study:
@@ -93,6 +98,29 @@ rule plot_confusion_matrix:
         "../scripts/plot_confusion_matrix.py"
 
 
+rule plot_predictions:
+    input:
+        model=L.final_file("model.pt"),
+        metrics=L.final_file("metrics.json"),
+        data=L.data,
+    output:
+        plot=report(
+            L.figure("predictions.png"),
+            caption=str(CAPTIONS / "predictions.rst"),
+            category=STUDY,
+            subcategory="final model",
+            labels={"figure": "predicted against true values (test set)"},
+        ),
+    log:
+        L.log("plot_predictions"),
+    benchmark:
+        L.benchmark("plot_predictions")
+    conda:
+        "../../envs/snaketune.yaml"
+    script:
+        "../scripts/plot_predictions.py"
+
+
 rule export_optuna:
     input:
         table=L.table,
@@ -119,3 +147,5 @@ rule export_optuna:
 REPORT_TARGETS = [*rules.plot_study.output, *rules.export_optuna.output]
 if CONFUSION_MATRIX:
     REPORT_TARGETS += rules.plot_confusion_matrix.output
+if PREDICTIONS:
+    REPORT_TARGETS += rules.plot_predictions.output

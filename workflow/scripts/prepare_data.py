@@ -1,4 +1,4 @@
-"""Snakemake script: read the data source once and fix the split for every trial."""
+"""Snakemake script: read the data source once, decide the task and fix the split for every trial."""
 
 import sys
 
@@ -13,12 +13,16 @@ from snaketune.errors import DataError  # noqa: E402
 from snaketune.files import write_json  # noqa: E402
 
 warnings.filterwarnings("ignore", message="skipped unreadable image")  # reported below, once, without a code location
+# The built-in trainer's objective must be a metric of the task the data turn out to have. Read from
+# the config, not a param: it decides nothing in the prepared file, so changing it re-prepares nothing.
+objective = sm.config["objective"]["metric"] if sm.config["trainer"]["command"] is None else None
 try:
-    summary = prepare(sm.params.data, sm.output.data, folds=sm.params.folds)
+    summary = prepare(sm.params.data, sm.output.data, folds=sm.params.folds, objective=objective)
 except DataError as e:
     print(f"data error: {e}", file=log)
     print(f"\nsnaketune: data error: {e}\n", file=sys.__stderr__)  # for the person at the terminal too
     sys.exit(1)
+print(f"task: {summary['task']} ({summary['task_rule']})", file=log)
 images = summary.get("images")
 if images:  # decoded here, once per study; trials load the array
     print(
