@@ -61,6 +61,15 @@ def test_more_folds_than_the_smallest_class_allows_is_an_error_in_prepare(tmp_pa
         prepare(cfg, tmp_path / "bad.npz", folds=161)
 
 
+def test_the_data_summary_under_cross_validation_names_no_validation_part(tmp_path):
+    cfg = {"source": "synthetic", "n_samples": 600, "val_fraction": 0.2, "test_fraction": 0.2, "seed": 0}
+    summary = prepare(cfg, tmp_path / "cv.npz", folds=3)
+    assert set(summary["split"]) == {"cross-validated", "test"} and "validation" not in summary["split"]
+    assert sum(summary["fold_sizes"]) == summary["split"]["cross-validated"] and len(summary["fold_sizes"]) == 3
+    assert sum(summary["split"].values()) == summary["n_examples"]
+    assert set(prepare(cfg, tmp_path / "plain.npz")["split"]) == {"train", "validation", "test"}
+
+
 def test_a_fold_without_examples_is_an_error_not_a_score(tmp_path):
     """A prepared file from before the fix (int8 folds) has empty folds: a trainer must not score them."""
     path = tmp_path / "p.npz"

@@ -484,6 +484,9 @@ def prepare(data: Mapping[str, Any], out: str | Path, folds: int = 1, objective:
         "dtype": str(ds.X.dtype),
         "split": {SPLIT_NAMES[k]: int((split == k).sum()) for k in SPLIT_NAMES},
     }
+    if folds > 1:  # no validation part: each fold in turn validates, the others train
+        summary["split"] = {"cross-validated": int((split != TEST).sum()), "test": int((split == TEST).sum())}
+        summary["fold_sizes"] = [int((fold == k).sum()) for k in range(folds)]
     if ds.task == REGRESSION:
         train = ds.y[split == TRAIN]
         summary["target"] = {  # trials standardise the target with their training rows' mean and std
