@@ -11,8 +11,9 @@ whatever happened into ``result.json``:
 
 A failed search trial is a result, not an error: the runner exits 0 so the search goes on.
 If the runner itself is told to stop (SIGTERM/SIGINT: Snakemake shutting down, a scheduler
-preempting), it stops the trainer and exits non-zero without writing ``result.json``, so the
-trial is rerun rather than recorded as failed. A trainer killed by a SIGKILL that snaketune did
+preempting, Ctrl-C), it passes the signal on to the trainer and exits non-zero without writing
+``result.json``, naming the signal, so the trial is rerun rather than recorded as failed; a trainer
+ended by SIGTERM or SIGINT from elsewhere is treated alike. A trainer killed by a SIGKILL that snaketune did
 not send (the kernel's out-of-memory killer, mostly) is stopped in the same way, but only
 ``MAX_SIGKILLS - 1`` times per run: the next such kill is recorded as the run's failure (counted
 in ``sigkills.json`` in the run's folder, until the run has a record). A run holds its folder's
@@ -249,19 +250,18 @@ def _json_type(value: Any) -> str:
 
 
 class Preempted(RuntimeError):
-    """The trainer was stopped from outside (SIGTERM, or a SIGKILL that snaketune did not send);
-    the trial must be rerun, not recorded."""
+    """The trainer was stopped from outside (SIGTERM or SIGINT, or a SIGKILL that snaketune did not
+    send); the trial must be rerun, not recorded."""
 
 
 def was_preempted(returncode: int, stderr_tail: list[str]) -> signal.Signals | None:
-    """The signal that stopped the trainer from outside (SIGTERM or SIGKILL), or None. Call it only
-    for a run that snaketune did not stop itself (a timeout): then any SIGKILL came from elsewhere."""
-    if any(line.startswith("[snaketune] preempted") for line in stderr_tail):
-        return signal.SIGTERM
-    for signum in (signal.SIGTERM, signal.SIGKILL):
-        if returncode in (-signum, 128 + signum):  # 128 + N when a shell ran the trainer
-            return signum
-    return None
+    """The signal that stopped the trainer from outside (SIGTERM, SIGINT or SIGKILL), or None. Call
+    it only for a run that snaketune did not stop itself (a timeout): then any SIGKILL came from
+    elsewhere. SIGINT (Ctrl-C) is an interruption like SIGTERM, not a result."""
+    signum = next((s for s in (signal.SIGTERM, signal.SIGINT, signal.SIGKILL) if returncode in (-s, 128 + s)), None)
+    if any(line.startswith("[snaketune] preempted") for line in stderr_tail):  # the contract's own word
+        return signum if signum == signal.SIGINT else signal.SIGTERM
+    return signum  # -N, or 128 + N when a shell ran the trainer
 
 
 def count_sigkill(out: Path, run: dict[str, Any]) -> int:
@@ -397,12 +397,17 @@ def _run_trial(spec: RunSpec, threads: int, timeout: float | None, device: str, 
     # Not a result: the trial is rerun (Snakemake's retries, a requeue, a re-run) and resumes. We send
     # SIGKILL only at a timeout (or a stop, which never gets here): any other is mostly the
     # out-of-memory killer, which may strike on every attempt, so on MAX_SIGKILLS it is the result.
-    stopped_by = None if outcome.timed_out else was_preempted(outcome.returncode, outcome.stderr_tail)
+    if outcome.stopped:  # this job was told to stop, and stopped its trainer with the same signal
+        stopped_by = signal.Signals(outcome.stopped)
+    else:
+        stopped_by = None if outcome.timed_out else was_preempted(outcome.returncode, outcome.stderr_tail)
     sigkills = 0
     if stopped_by == signal.SIGKILL:
         sigkills = count_sigkill(out, {"params": params, "budget": budget, "seed": spec.seed, "stage": spec.stage})
-    if stopped_by == signal.SIGTERM:
-        raise Preempted(f"trial {spec.trial} was stopped by SIGTERM; its checkpoint is kept and a rerun resumes from it")
+    if stopped_by in (signal.SIGTERM, signal.SIGINT):
+        raise Preempted(
+            f"trial {spec.trial} was stopped by {stopped_by.name}; its checkpoint is kept and a rerun resumes from it"
+        )
     if 0 < sigkills < MAX_SIGKILLS:
         raise Preempted(
             f"trial {spec.trial} was killed by a SIGKILL that snaketune did not send (out of memory?) on attempt "

@@ -69,6 +69,18 @@ def _ignore(signum, frame) -> None:
     pass
 
 
+_finish_once_trained = False
+
+
+def finish_once_trained() -> None:
+    """For a process that runs one trainer and then exits (a training job): once its trainer has
+    ended, SIGTERM and SIGINT no longer stop it. What is left is recording the run, a moment's
+    work, and a job that has written its record must not fail: Snakemake deletes a failed job's
+    outputs, and a finished trial would be trained again."""
+    global _finish_once_trained
+    _finish_once_trained = True
+
+
 class Leftover(RuntimeError):
     """Processes of a trainer's group still run after SIGKILL: the run has no outcome yet."""
 
@@ -195,6 +207,8 @@ def _supervise(proc: subprocess.Popen, timeout: float | None) -> Outcome:
     reader.start()
 
     def stop(signum, frame):
+        if _finish_once_trained and proc.returncode is not None:
+            return  # the trainer has ended by itself: its run is recorded, not stopped
         raise _Stop(signum)
 
     old = {s: signal.signal(s, stop) for s in STOP_SIGNALS}
@@ -207,13 +221,16 @@ def _supervise(proc: subprocess.Popen, timeout: float | None) -> Outcome:
             terminate(proc)
         kill_group(proc)  # a trainer that exited leaves no stragglers in its group
     except _Stop as s:
-        stopped = s.signum
         for signum in STOP_SIGNALS:  # stopping already: Ctrl-C's SIGINT may come twice (the terminal, Snakemake)
             signal.signal(signum, _ignore)
-        terminate(proc, signum=stopped)  # the trainer learns what stopped it, and its log says so
+        if _finish_once_trained and proc.poll() is not None:
+            kill_group(proc)  # the trainer had just ended by itself: the run has its outcome
+        else:
+            stopped = s.signum
+            terminate(proc, signum=stopped)  # the same signal: the trainer's log names what stopped it
     finally:
         for s, h in old.items():
-            signal.signal(s, h)
+            signal.signal(s, _ignore if _finish_once_trained else h)
     reader.join(timeout=5)
     return Outcome(proc.returncode, list(tail), timed_out, stopped)
 
