@@ -46,7 +46,7 @@ def test_a_sigterm_while_the_main_thread_holds_the_lock_its_handler_needs_does_n
     import signal
     import threading
 
-    from snaketune.shutdown import defer_sigterm_handler
+    from snaketune.shutdown import handle_stop_signals
 
     lock, stopped, deadlocked = threading.Lock(), threading.Event(), threading.Event()
 
@@ -59,8 +59,8 @@ def test_a_sigterm_while_the_main_thread_holds_the_lock_its_handler_needs_does_n
 
     old = signal.signal(signal.SIGTERM, snakemake_like_handler)
     try:
-        assert defer_sigterm_handler()
-        assert not defer_sigterm_handler(), "wrapping twice would add a thread per signal"
+        assert handle_stop_signals(local_jobs=False)
+        assert not handle_stop_signals(local_jobs=False), "wrapping twice would add a thread per signal"
         with lock:  # the main loop, post-processing a finished job
             os.kill(os.getpid(), signal.SIGTERM)
             assert not stopped.wait(0.2), "the handler must wait for the lock, not take it"

@@ -1,6 +1,7 @@
-"""The SIGTERM workaround applies to the Snakemake releases known to need it, and only to them.
+"""The stop-signal workaround applies to the Snakemake releases known to need it, and only to them.
 
-The deadlock itself, and that the deferred handler avoids it, is tested in tests/test_resilience.py.
+The SIGTERM deadlock itself, and that the deferred handler avoids it, is tested in
+tests/test_resilience.py; SIGINT (Ctrl-C) in tests/test_interrupt.py.
 """
 
 import signal
@@ -8,8 +9,8 @@ import signal
 import pytest
 
 from snaketune.shutdown import (
-    defer_sigterm_handler,
-    has_sigterm_deadlock,
+    handle_stop_signals,
+    is_affected,
     release,
 )
 
@@ -29,7 +30,7 @@ from snaketune.shutdown import (
     ],
 )
 def test_the_workaround_is_for_the_checked_releases(snakemake, affected):
-    assert has_sigterm_deadlock(snakemake) is affected
+    assert is_affected(snakemake) is affected
 
 
 def test_release_reads_what_snakemake_and_pip_print():
@@ -43,18 +44,23 @@ def sigterm_handler():
     def snakemakes(signum, frame):
         pass
 
-    old = signal.signal(signal.SIGTERM, snakemakes)
+    old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    signal.signal(signal.SIGTERM, snakemakes)
     yield snakemakes
-    signal.signal(signal.SIGTERM, old)
+    for s, h in old.items():
+        signal.signal(s, h)
 
 
-def test_an_unaffected_snakemake_keeps_its_own_handler(sigterm_handler):
-    assert not defer_sigterm_handler("10.0.0")
+def test_an_unaffected_snakemake_keeps_its_own_handlers(sigterm_handler):
+    sigint = signal.getsignal(signal.SIGINT)
+    assert not handle_stop_signals("10.0.0")
     assert signal.getsignal(signal.SIGTERM) is sigterm_handler
+    assert signal.getsignal(signal.SIGINT) is sigint
 
 
 def test_an_affected_snakemake_gets_its_handler_deferred_once(sigterm_handler):
-    assert defer_sigterm_handler("9.27.1")
+    assert handle_stop_signals("9.27.1")
     wrapped = signal.getsignal(signal.SIGTERM)
     assert wrapped is not sigterm_handler and getattr(wrapped, "_snaketune_deferred", False)
-    assert not defer_sigterm_handler("9.27.1"), "wrapping twice would add a thread per signal"
+    assert signal.getsignal(signal.SIGINT) is wrapped, "Ctrl-C stops as gracefully"
+    assert not handle_stop_signals("9.27.1"), "wrapping twice would add a thread per signal"

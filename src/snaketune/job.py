@@ -11,6 +11,12 @@ or the final retrain failed.
 A job never outlives the process that started it: on Linux the kernel sends it SIGTERM when its
 parent dies (Snakemake, or the shell Snakemake started it with), and it stops its trainer as on any
 SIGTERM. Its trainer dies with it in any case (:mod:`snaketune.supervise`).
+
+SIGTERM or SIGINT (Snakemake stopping, Ctrl-C) stops the trainer with the same signal, and the job
+fails without a record, naming the signal. One that comes after the trainer has ended is ignored:
+what is left is writing the record, and a job that has written it must succeed (Snakemake deletes
+a failed job's outputs). A pack's job stops at any point: its rerun resumes each of its runs from
+the checkpoint the pack keeps.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from pathlib import Path
 from snaketune.gpu import GpuLeaseError
 from snaketune.runner import Preempted, run_trial
 from snaketune.specs import PackSpec, ReevalSpec, SlotSpec, from_json
-from snaketune.supervise import FolderBusy, Leftover, die_with_parent
+from snaketune.supervise import FolderBusy, Leftover, die_with_parent, finish_once_trained
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     die_with_parent(signal.SIGTERM)
     spec = from_json(Path(args.spec[1:]).read_text(encoding="utf-8") if args.spec.startswith("@") else args.spec)
+    if not isinstance(spec, PackSpec):
+        finish_once_trained()
     kw = {"threads": args.threads, "timeout": args.timeout or None, "device": args.device}
     try:
         # Packs, rung slots and re-evaluations are imported only by their jobs: a plain trial's runner stays lean.

@@ -2,9 +2,10 @@
 
 A trainer runs in its own process group (so a stop reaches its children too), with its stderr
 teed into ours (the job's log) and its last lines kept for the failure reason. SIGTERM or SIGINT
-to this process stops the trainer (the same signal to its group, then SIGKILL after a grace period)
-and the outcome names that signal; a second one meanwhile changes nothing. The built-in trainer can
-also run inside this process (packs of short trials), with the same outcomes. This module imports neither torch nor Snakemake.
+to this process stops the trainer (the same signal to its group, then SIGKILL after a grace
+period) and the outcome names that signal; a second one meanwhile changes nothing. The built-in
+trainer can also run inside this process (packs of short trials), with the same outcomes. This
+module imports neither torch nor Snakemake.
 
 No process of a trainer outlives its run, however the run ends:
 
@@ -229,8 +230,8 @@ def _supervise(proc: subprocess.Popen, timeout: float | None) -> Outcome:
             stopped = s.signum
             terminate(proc, signum=stopped)  # the same signal: the trainer's log names what stopped it
     finally:
-        for s, h in old.items():
-            signal.signal(s, _ignore if _finish_once_trained else h)
+        for s, h in old.items():  # SIG_IGN, not a handler: Python resets its handlers as it exits
+            signal.signal(s, signal.SIG_IGN if _finish_once_trained else h)
     reader.join(timeout=5)
     return Outcome(proc.returncode, list(tail), timed_out, stopped)
 

@@ -387,11 +387,16 @@ def make_optimizer(name: str, params, lr: float, weight_decay: float, momentum: 
 
 
 class Preempted(Exception):
-    """SIGTERM arrived (a scheduler preempting, Snakemake stopping); the last checkpoint is kept."""
+    """SIGTERM or SIGINT arrived (a scheduler preempting, Snakemake stopping, Ctrl-C); the last
+    checkpoint is kept."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 def _on_sigterm(signum, frame):
-    raise Preempted()
+    raise Preempted(signum)
 
 
 def _epoch_line(row: dict) -> str:
@@ -796,17 +801,18 @@ def failure_message(e: BaseException) -> str | None:
 
 
 def main() -> None:
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _on_sigterm)
     try:
         settings = TrialSettings.from_env()
         train(settings)
-    except Preempted:
+    except Preempted as e:
         print(
-            "[snaketune] preempted (SIGTERM): the last completed epoch's checkpoint is kept; a rerun resumes from it",
+            f"[snaketune] preempted ({e}): the last completed epoch's checkpoint is kept; a rerun resumes from it",
             file=sys.stderr,
             flush=True,
         )
-        os._exit(143)
+        os._exit(128 + e.signum)  # 143 (SIGTERM) or 130 (SIGINT), as the runner reads them
     except Exception as e:
         reason = failure_message(e)
         if reason is None:

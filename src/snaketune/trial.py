@@ -23,9 +23,10 @@ A script run as ``trainer.command`` (or a function named by ``trainer.function``
         trial.checkpoint(epoch, model=model.state_dict(), opt=opt.state_dict())
     trial.finish(val_accuracy=val_accuracy)     # the final stage: test_accuracy (Trial.test_metric)
 
-SIGTERM (a scheduler preempting, Snakemake stopping) ends the process at once with the exit the
-contract calls preempted (143): the job fails without a result, and its rerun resumes from the last
-checkpoint. ``trial.fail(reason)`` records the trial as failed with that reason.
+SIGTERM (a scheduler preempting, Snakemake stopping) or SIGINT (Ctrl-C) ends the process at once
+with the exit the contract calls preempted (143, or 130 for SIGINT), naming the signal: the job
+fails without a result, and its rerun resumes from the last checkpoint. ``trial.fail(reason)``
+records the trial as failed with that reason.
 """
 
 from __future__ import annotations
@@ -69,8 +70,8 @@ class Trial:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, *, handle_sigterm: bool = True) -> Trial:
-        """The trial the runner started this process for; with ``handle_sigterm`` SIGTERM exits as
-        preempted (see the module's text)."""
+        """The trial the runner started this process for; with ``handle_sigterm`` SIGTERM and SIGINT
+        exit as preempted (see the module's text)."""
         params_path, out = env.get("SNAKETUNE_PARAMS"), env.get("SNAKETUNE_OUT")
         if not params_path or not out:
             sys.exit("snaketune.trial: SNAKETUNE_PARAMS and SNAKETUNE_OUT are not set: run this as a study's trainer")
@@ -97,7 +98,8 @@ class Trial:
         )
         trial.out.mkdir(parents=True, exist_ok=True)
         if handle_sigterm:
-            signal.signal(signal.SIGTERM, _preempted)
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, _preempted)
         return trial
 
     @property
@@ -217,11 +219,11 @@ def _plain(v: Any) -> Any:
 
 def _preempted(signum, frame) -> None:
     print(
-        "[snaketune] preempted (SIGTERM): the last checkpoint is kept; a rerun resumes from it",
+        f"[snaketune] preempted ({signal.Signals(signum).name}): the last checkpoint is kept; a rerun resumes from it",
         file=sys.stderr,
         flush=True,
     )
-    raise SystemExit(PREEMPTED_EXIT)
+    raise SystemExit(128 + signum)  # PREEMPTED_EXIT for SIGTERM, 130 for SIGINT
 
 
 def load_function(where: str):
