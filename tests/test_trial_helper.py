@@ -161,15 +161,13 @@ def test_the_example_script_stopped_by_sigterm_resumes_to_the_uninterrupted_resu
 
 
 @pytest.mark.workflow
-@pytest.mark.parametrize("trainer", ["command", "function"])
-def test_the_own_model_example_runs_successive_halving_with_resumed_promotions(tmp_path, trainer):
-    """The example script as trainer.command, and its fit() as trainer.function (called in each
-    trial's own process): the same study, promoted trials resuming from their checkpoints."""
+def test_the_own_model_example_runs_successive_halving_with_resumed_promotions(tmp_path):
+    """The example's fit() as trainer.function (called in each trial's own process; the script as
+    trainer.command is the test above): promoted trials resume from their checkpoints."""
     example = yaml.safe_load((REPO / "config" / "examples" / "own_model.yaml").read_text())
-    how = {"command": f"{sys.executable} {SCRIPT}"} if trainer == "command" else {"function": f"{SCRIPT}:fit"}
     cfg = tiny_config(
         study="own",
-        trainer=how,
+        trainer={"function": f"{SCRIPT}:fit"},
         search={**example["search"], "n_trials": 6, "min_epochs": 1},
         search_space={**example["search_space"], "epochs": 9},
         final={"repeats": 1},
