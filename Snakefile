@@ -58,8 +58,14 @@ onstart:
     handle_stop_signals(local_jobs=workflow.local_exec)
 
 
-# The end of a successful run (not a dry run) prints the study's summary.
+# The end of a successful run (not a dry run) prints the study's summary. Either end stops this
+# run's warm worker, if it started one, before Snakemake returns.
 onsuccess:
+    worker.stop()
     print_run_summary(
         L.results, config, workflow.overwrite_configfiles, cores=run_cores()
     )
+
+
+onerror:
+    worker.stop()

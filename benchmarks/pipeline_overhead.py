@@ -1,6 +1,6 @@
 """What the workflow costs: the default 27-trial study as Snakemake jobs vs an in-process loop.
 
-    python benchmarks/pipeline_overhead.py --repeats 3 [--full-epochs]
+    python benchmarks/pipeline_overhead.py --repeats 3 [--full-epochs] [--worker on|off|both]
 
 Every variant trains the same 27 configurations of config/config.yaml with the same trainer code
 (snaketune.train.train) on the same prepared data, on CPU, and is timed as a command, from launch
@@ -10,6 +10,10 @@ to exit (what a user waits for):
   (1 process) or in a pool of 2 worker processes (what 2 cores allow), forked (workers inherit
   torch) or spawned (each worker imports it again); the program also reports its loop alone,
   without interpreter start, imports and teardown;
+* Optuna's own multi-process pattern (benchmarks/optuna_workers.py): 2 worker processes launched
+  side by side, sharing one study in a JournalFileBackend file, a GridSampler over the same 27
+  configurations, the same training as the objective; after the run the script counts the
+  study's trials (27 trained, each configuration once, or an error) and prints the count;
 * snakemake, one job per trial (--cores 2), ILP and greedy scheduler: the trials and collect only,
   data prepared beforehand, so all variants do the same work;
 * snakemake with search.trials_per_job: 14 (two packs, one per core; the trainer runs in the
@@ -17,7 +21,12 @@ to exit (what a user waits for):
 * snakemake, the whole study (prepare_data -> 27 trials -> collect -> select -> retrain).
 
 --full-epochs adds a second workload: the same grid without early stopping (every trial trains
-all 50 epochs, about 5x the work), run by the 2-worker program, one job per trial and the packs.
+all 50 epochs, about 5x the work), run by the 2-worker program, the Optuna workers, one job per
+trial and the packs.
+
+--worker sets SNAKETUNE_WORKER for the snakemake one-job-per-trial variants (greedy, whole study
+and ILP): on (1, "warm worker"), off (0, "no worker") or both (default: each twice, on and off).
+The packs always run with it off; the other variants don't run snakemake.
 
 Prints a Markdown table per workload with medians and ratios to its fastest 2-worker program.
 Run it with the Python of the environment to measure (its snakemake is used).
@@ -41,11 +50,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 from snaketune.config import resolve_config  # noqa: E402
 from snaketune.data import prepare  # noqa: E402
+from snaketune.plan import plan_trials  # noqa: E402
 
 LABELS = {
     "seq": "in-process program, sequential (1 process)",
     "fork": "in-process program, 2 forked workers",
     "spawn": "in-process program, 2 spawned workers",
+    "optuna": "Optuna, 2 worker processes sharing a JournalFileBackend file (GridSampler)",
     "smk-ilp": "snakemake, 27 trial jobs + collect, --cores 2, ILP scheduler",
     "smk-greedy": "snakemake, 27 trial jobs + collect, --cores 2, greedy scheduler (default)",
     "smk-pack": "snakemake, 2 packs of 14 trials + collect (search.trials_per_job: 14), --cores 2",
@@ -53,9 +64,23 @@ LABELS = {
 }
 WORKLOADS = {
     "default": ({}, list(LABELS)),
-    "full-epochs": ({"early_stopping": {"patience": 0}}, ["fork", "smk-greedy", "smk-pack"]),
+    "full-epochs": ({"early_stopping": {"patience": 0}}, ["fork", "optuna", "smk-greedy", "smk-pack"]),
 }
 PROGRAMS = ("seq", "fork", "spawn")
+# The variants run with SNAKETUNE_WORKER=1 and/or 0 (--worker), as "<name>@on" / "<name>@off".
+WORKER_VARIANTS = ("smk-ilp", "smk-greedy", "smk-full")
+WORKER_LABELS = {"on": "warm worker", "off": "no worker"}
+
+
+def variants(names: list[str], worker: str) -> list[str]:
+    """A workload's variants with --worker applied: the worker variants once per setting."""
+    settings = ["on", "off"] if worker == "both" else [worker]
+    return [v for n in names for v in ([f"{n}@{s}" for s in settings] if n in WORKER_VARIANTS else [n])]
+
+
+def label(variant: str) -> str:
+    name, _, worker = variant.partition("@")
+    return f"{LABELS[name]}, {WORKER_LABELS[worker]}" if worker else LABELS[name]
 
 
 def snakemake_exe() -> str:
@@ -78,7 +103,45 @@ def loop_program(data: Path, out: Path, name: str, overrides: dict) -> tuple[flo
     return wall, loop
 
 
-def snakemake_run(work: Path, target: list[str], extra: list[str]) -> float:
+def optuna_run(data: Path, out: Path, overrides: dict) -> tuple[float, str]:
+    """(wall seconds from the launch of the 2 workers to the exit of both, what their study holds)."""
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    journal = out / "journal.log"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "optuna_workers.py"), str(data), str(out / "trials"), str(journal)]
+    cmd += ["--set", yaml.safe_dump(overrides)]
+    logs = [out / "worker-0.log", out / "worker-1.log"]
+    with logs[0].open("w") as err0, logs[1].open("w") as err1:  # files: a full pipe would stall a worker
+        t0 = time.perf_counter()
+        procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err) for err in (err0, err1)]
+        codes = [proc.wait() for proc in procs]
+        wall = time.perf_counter() - t0
+    for code, log in zip(codes, logs):
+        if code:
+            sys.exit(f"an Optuna worker failed (exit {code}):\n{log.read_text()}")
+    return wall, optuna_trials(journal)
+
+
+def optuna_trials(journal: Path) -> str:
+    """The trials of the Optuna workers' study, checked: each of the 27 configurations trained once."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=None, storage=JournalStorage(JournalFileBackend(str(journal))))
+    trials = study.get_trials(deepcopy=False)
+    trained = [t.user_attrs["trial_id"] for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    planned = {t.id for t in plan_trials(resolve_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text())))}
+    text = f"{len(trained)} trials trained, {len(set(trained) & planned)} distinct of the {len(planned)} configurations"
+    if len(trials) > len(trained):
+        text += f", {len(trials) - len(trained)} more trial(s) pruned before training (the grid was taken)"
+    if len(trained) != len(planned) or set(trained) != planned:
+        print(f"error: the Optuna workers' study: {text}", file=sys.stderr)
+        text = f"ERROR: {text}"
+    return text
+
+
+def snakemake_run(work: Path, target: list[str], extra: list[str], worker: str = "off") -> float:
     cmd = [
         snakemake_exe(),
         *target,
@@ -96,6 +159,7 @@ def snakemake_run(work: Path, target: list[str], extra: list[str]) -> float:
     ]
     # The jobs' `python` is this environment's, as with an activated virtualenv.
     env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+    env["SNAKETUNE_WORKER"] = "1" if worker == "on" else "0"
     t0 = time.perf_counter()
     subprocess.run(cmd, cwd=work, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - t0
@@ -111,20 +175,26 @@ def fresh_workdir(root: Path, name: str, overrides: dict) -> Path:
     return work
 
 
-def measure(name: str, root: Path, data: Path, overrides: dict) -> tuple[float, float | None]:
+def measure(variant: str, root: Path, data: Path, overrides: dict) -> tuple[float, float | None, str | None]:
+    """(wall seconds, seconds of the loop alone or None, a note for the table or None)."""
+    name, _, worker = variant.partition("@")
     if name in PROGRAMS:
-        return loop_program(data, root / name, name, overrides)
+        return *loop_program(data, root / name, name, overrides), None
+    if name == "optuna":
+        wall, note = optuna_run(data, root / name, overrides)
+        return wall, None, note
+    folder = variant.replace("@", "-")
     if name == "smk-full":
-        return snakemake_run(fresh_workdir(root, name, overrides), [], []), None
+        return snakemake_run(fresh_workdir(root, folder, overrides), [], [], worker), None, None
     if name == "smk-pack":
         overrides = {**overrides, "search": {"trials_per_job": 14}}
-    work = fresh_workdir(root, name, overrides)
+    work = fresh_workdir(root, folder, overrides)
     snakemake_run(work, ["results/seed-grid/data/prepared.npz"], [])
     extra = ["--scheduler", "ilp"] if name == "smk-ilp" else []
-    return snakemake_run(work, ["results/seed-grid/trials.tsv"], extra), None
+    return snakemake_run(work, ["results/seed-grid/trials.tsv"], extra, worker or "off"), None, None
 
 
-def table(workload: str, names: list[str], walls: dict, loops: dict, repeats: int) -> None:
+def table(workload: str, names: list[str], walls: dict, loops: dict, notes: dict, repeats: int) -> None:
     pools = [n for n in ("fork", "spawn") if n in names]
     ref_name = min(pools, key=lambda n: statistics.median(walls[n]))
     ref = statistics.median(walls[ref_name])
@@ -139,33 +209,44 @@ def table(workload: str, names: list[str], walls: dict, loops: dict, repeats: in
         med = statistics.median(runs)
         loop = f"{statistics.median(loops[name]):.2f}" if name in loops else ""
         runs_text = ", ".join(f"{r:.2f}" for r in runs)
-        print(f"| {LABELS[name]} | {med:.2f} | {runs_text} | {loop} | {med / ref:.2f}x | {med / loop_ref:.2f}x |")
+        print(f"| {label(name)} | {med:.2f} | {runs_text} | {loop} | {med / ref:.2f}x | {med / loop_ref:.2f}x |")
+    for name, texts in notes.items():
+        print(f"\n{label(name)}, after each run: {'; '.join(texts)}.")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--full-epochs", action="store_true", help="also the workload without early stopping")
+    ap.add_argument(
+        "--worker",
+        choices=["on", "off", "both"],
+        default="both",
+        help="SNAKETUNE_WORKER=1 (on) or 0 (off) for the one-job-per-trial snakemake variants, or each twice (both)",
+    )
     args = ap.parse_args()
     cfg = resolve_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
     workloads = ["default", "full-epochs"] if args.full_epochs else ["default"]
     walls: dict[str, dict[str, list[float]]] = {w: {} for w in workloads}
     loops: dict[str, dict[str, list[float]]] = {w: {} for w in workloads}
+    notes: dict[str, dict[str, list[str]]] = {w: {} for w in workloads}
+    names = {w: variants(WORKLOADS[w][1], args.worker) for w in workloads}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         data = root / "prepared.npz"
         prepare(cfg["data"], data)
         for rep in range(args.repeats):  # interleaved: every variant once per repeat
             for w in workloads:
-                overrides, names = WORKLOADS[w]
-                for name in names:
-                    wall, loop = measure(name, root, data, overrides)
+                for name in names[w]:
+                    wall, loop, note = measure(name, root, data, WORKLOADS[w][0])
                     walls[w].setdefault(name, []).append(wall)
                     if loop is not None:
                         loops[w].setdefault(name, []).append(loop)
-                    print(f"rep {rep}: {w:11s} {name:11s} {wall:6.2f} s", file=sys.stderr, flush=True)
+                    if note is not None:
+                        notes[w].setdefault(name, []).append(note)
+                    print(f"rep {rep}: {w:11s} {name:14s} {wall:6.2f} s", file=sys.stderr, flush=True)
     for w in workloads:
-        table(w, WORKLOADS[w][1], walls[w], loops[w], args.repeats)
+        table(w, names[w], walls[w], loops[w], notes[w], args.repeats)
 
 
 if __name__ == "__main__":

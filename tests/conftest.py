@@ -42,6 +42,18 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def worker_sockets():
+    """The warm workers' sockets (snaketune.worker) of this test session in a folder of their own:
+    short (a socket's path holds 108 bytes), and removed afterwards."""
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="stw-")
+    os.environ["SNAKETUNE_WORKER_DIR"] = folder
+    yield Path(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def run_spec(out, command=None, *, data, params=None, metric="val_accuracy", direction="maximize", patience=5, **over):
     """A search run's spec (snaketune.specs.RunSpec) for tests that call the runner directly."""
     from snaketune.specs import RunSpec, TrainerSettings

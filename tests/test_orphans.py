@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 
 from conftest import BIN, SNAKEFILE, Study, run_spec, snakemake_cmd, tiny_config
-from snaketune import supervise
+from snaketune import supervise, worker
 from snaketune.layout import SIGKILLS, WRITER_LOCK
 from snaketune.runner import MAX_SIGKILLS, Preempted, run_trial
 from snaketune.specs import to_json
@@ -78,6 +78,28 @@ def descendants(root: int) -> list[int]:
         found += kids
         todo += kids
     return [p for p in found if alive(p)]
+
+
+def cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").rstrip("\0").split("\0")
+    except OSError:
+        return []
+
+
+def pids() -> list[int]:
+    return [int(e.name) for e in os.scandir("/proc") if e.name.isdigit() and alive(int(e.name))]
+
+
+def workers_of(token: str) -> list[int]:
+    """The running workers that serve ``token``."""
+    return [p for p in pids() if "snaketune.worker" in cmdline(p) and cmdline(p)[-1:] == [token]]
+
+
+def forked(token: str) -> list[int]:
+    """The running processes below the workers of ``token``: its trainers. (A forked process's
+    /proc/<pid>/environ shows the worker's environment, not the trial's.)"""
+    return [p for w in workers_of(token) for p in descendants(w)]
 
 
 def wait_for(condition, seconds: float = 60, what: str = "the condition"):
@@ -274,13 +296,15 @@ def test_kill_9_of_snakemake_then_unlock_and_rerun_incomplete_gives_the_uninterr
     proc = subprocess.Popen(
         cmd, cwd=killed.path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
+    owner = worker.owner_token(proc.pid)  # the run whose warm worker forks the trainers
     try:
         wait_for(training, 120, "a trial in training")
-        processes = descendants(proc.pid)
+        processes = descendants(proc.pid) + workers_of(owner) + forked(owner)
+        assert forked(owner), "the trainers are the warm worker's children"
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # Snakemake, its job shells and runners: not the trainers' own groups
         proc.wait()
-    assert gone_within(processes, 5) == [], "no trainer survives the kill"
+    assert gone_within(processes, 5) == [], "no trainer, and no worker, survives the kill"
     interrupted = [p for p in trials.iterdir() if not (p / "result.json").exists()]
     checkpointed = training()
     assert checkpointed, "the kill must come mid-training"

@@ -1,6 +1,7 @@
 """The StudyPlan (built once from the resolved config), the Layout of a study, and the typed specs."""
 
-from dataclasses import replace
+import json
+from dataclasses import asdict, replace
 
 import pytest
 
@@ -8,7 +9,7 @@ from conftest import tiny_config
 from snaketune import resolve_config
 from snaketune.layout import Layout, parse_run_name, run_name
 from snaketune.plan import StudyPlan, trial_seed
-from snaketune.specs import PackSpec, RunSpec, SlotSpec, from_json, to_json
+from snaketune.specs import PackSpec, ReevalSpec, RunSpec, SlotSpec, from_json, to_json
 
 
 def plan_of(**over) -> StudyPlan:
@@ -70,11 +71,31 @@ def test_specs_survive_json_and_the_same_spec_gives_the_same_text():
         search_space={"lr": {"type": "float", "low": 0.001, "high": 0.1, "log": True}, "epochs": 3},
     )
     specs += [sched.slot_spec(0, 0, 1), sched.slot_spec(0, 1, 0)]
+    # ... and the other kinds and shapes: a Bayesian run (parameters read at run time), a fold, a
+    # re-evaluation, a final repeat, and a random trial (its parameters drawn as floats).
+    lr = {"type": "float", "low": 0.001, "high": 0.1, "log": True}
+    bayes = plan_of(search={"method": "bayes", "n_trials": 3, "n_startup": 2, "batch": 1}, search_space={"lr": lr, "epochs": 2})
+    reeval = plan_of(select={"top_k": 2, "seeds": 1}, cv={"folds": 2}, final={"repeats": 2})
+    random = plan_of(
+        search={"method": "random", "n_trials": 2}, search_space={"lr": lr, "activation": ["relu", "gelu"], "epochs": 2}
+    )
+    specs += [
+        bayes.run_spec(bayes.runs(bayes.trials[-1])[0]),
+        reeval.run_spec(reeval.runs(reeval.trials[1])[1]),
+        reeval.reeval_spec(1, 1, 0),
+        reeval.final_spec(1),
+        random.run_spec(random.runs(random.trials[1])[0]),
+    ]
     for spec in specs:
         text = to_json(spec)
         back = from_json(text)
         assert back == spec and type(back) is type(spec) and to_json(back) == text
-    assert [type(s) for s in specs] == [RunSpec, PackSpec, RunSpec, SlotSpec, SlotSpec]
+        # The text is a rerun trigger: to_json's shortcut (issue 16) writes what asdict did.
+        assert text == json.dumps(asdict(spec), sort_keys=True, separators=(",", ":"))
+    kinds = [RunSpec, PackSpec, RunSpec, SlotSpec, SlotSpec, RunSpec, RunSpec, ReevalSpec, RunSpec, RunSpec]
+    assert [type(s) for s in specs] == kinds
+    with pytest.raises(TypeError, match="not JSON serializable"):  # as json.dumps says
+        to_json(replace(specs[0], params={"lr": object()}))
     with pytest.raises(ValueError, match="unknown spec kind"):
         from_json('{"kind": "mystery"}')
 

@@ -91,6 +91,15 @@ class DeviceList:
     scheduler: bool = False  # True when the list is exactly the inherited CUDA_VISIBLE_DEVICES
 
 
+_held_fds: set[int] = set()  # the lock files of the leases this process holds
+
+
+def held_lock_fds() -> list[int]:
+    """The open lock files of this process's leases: a trainer that another process starts for
+    this one (a warm worker's child) holds copies, so that a slot stays taken while it runs."""
+    return sorted(_held_fds)
+
+
 @dataclass
 class GpuLease:
     """A held lease: the device, and the slot and lock file (both ``None`` when no lock was needed)."""
@@ -99,6 +108,10 @@ class GpuLease:
     slot: int | None = None
     path: Path | None = None
     _fd: int | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self._fd is not None:
+            _held_fds.add(self._fd)
 
     @property
     def held(self) -> bool:
@@ -109,6 +122,7 @@ class GpuLease:
         fd, self._fd = self._fd, None
         if fd is None:
             return
+        _held_fds.discard(fd)
         try:
             os.ftruncate(fd, 0)
             fcntl.flock(fd, fcntl.LOCK_UN)

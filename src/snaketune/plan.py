@@ -161,6 +161,7 @@ class StudyPlan:
         select = config.get("select") or {}
         self.top_k: int = select.get("top_k", 0)  # 0: the best trial wins, nothing is re-evaluated
         self.reeval_seeds: int = select.get("seeds", 0) if self.top_k else 0
+        self._trainer: TrainerSettings | None = None  # trainer_settings()
 
     # trials and their runs
     def trial(self, trial_id: str) -> Trial:
@@ -253,17 +254,20 @@ class StudyPlan:
 
     # the specs of the training jobs
     def trainer_settings(self) -> TrainerSettings:
-        cfg = self.config
-        return TrainerSettings(
-            data=self.layout.data,
-            command=cfg["trainer"]["command"],
-            metric=cfg["objective"]["metric"],
-            direction=cfg["objective"]["direction"],
-            patience=cfg["early_stopping"]["patience"],
-            min_delta=cfg["early_stopping"]["min_delta"],
-            family=cfg["model"]["family"],
-            function=cfg["trainer"].get("function"),
-        )
+        """What every run of the study shares: built once, the same frozen value in every spec."""
+        if self._trainer is None:
+            cfg = self.config
+            self._trainer = TrainerSettings(
+                data=self.layout.data,
+                command=cfg["trainer"]["command"],
+                metric=cfg["objective"]["metric"],
+                direction=cfg["objective"]["direction"],
+                patience=cfg["early_stopping"]["patience"],
+                min_delta=cfg["early_stopping"]["min_delta"],
+                family=cfg["model"]["family"],
+                function=cfg["trainer"].get("function"),
+            )
+        return self._trainer
 
     @property
     def search_seed(self) -> int:

@@ -2,7 +2,8 @@
 
 Every training job runs one or more of these (``snaketune-trial``, :mod:`snaketune.job`). The runner is the same for
 the built-in trainer and for any custom ``trainer.command``. It writes the run's ``params.yaml``,
-runs the trainer in its own process group with the ``SNAKETUNE_*`` variables set, and turns
+runs the trainer in its own process group with the ``SNAKETUNE_*`` variables set (on a local
+run, snaketune's own trainers are forked from a warm worker, :mod:`snaketune.worker`), and turns
 whatever happened into ``result.json``:
 
 * ``status: ok`` with the objective and all metrics, or
@@ -38,8 +39,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from snaketune import worker
 from snaketune.files import atomic_write_text, read_json, read_yaml, write_json, write_yaml
-from snaketune.gpu import lease_gpu
+from snaketune.gpu import held_lock_fds, lease_gpu
 from snaketune.layout import CHECKPOINT, METRICS, PARAMS, RESULT, SIGKILLS, TRIAL_ENV
 from snaketune.specs import RunSpec
 from snaketune.supervise import run_builtin_in_process, run_command, sole_writer
@@ -381,7 +383,10 @@ def _run_trial(spec: RunSpec, threads: int, timeout: float | None, device: str, 
     except CommandTemplateError as e:  # the config check missed it: a failed trial, not a job that fails on every re-run
         return record_run(spec, params, None, f"trainer.command cannot be filled in: {e}", 0.0, None, env)
     in_process = in_process and not template and not spec.trainer.function
+    # Our own interpreter's trainers may run in a warm worker's fork (local runs, snaketune.worker).
+    owner = None if in_process or template else worker.active_owner(env)
     shown = "built-in trainer, in process" if in_process else cmd if isinstance(cmd, str) else shlex.join(cmd)
+    shown += ", forked by the warm worker" if owner else ""
     print(f"[snaketune] trial {spec.trial} ({spec.stage}, seed {spec.seed}): {shown}", flush=True)
 
     leasing = lease_gpu(spec.trial) if device != "cpu" and lease else contextlib.nullcontext(None)
@@ -391,7 +396,16 @@ def _run_trial(spec: RunSpec, threads: int, timeout: float | None, device: str, 
             env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # indices as nvidia-smi and SLURM number them
             print(f"[snaketune] trial {spec.trial} runs on GPU {gpu}", flush=True)
         t0 = time.time()  # waiting for a GPU is not the trial's time
-        outcome = run_builtin_in_process(env, timeout) if in_process else run_command(cmd, env=env, timeout=timeout)
+        outcome = None
+        if in_process:
+            outcome = run_builtin_in_process(env, timeout)
+        elif owner:
+            try:
+                outcome = worker.run(cmd[2:], env, timeout=timeout, owner=owner, keep_fds=held_lock_fds())
+            except worker.WorkerError as e:
+                print(f"[snaketune] no warm worker ({e}): the trainer starts as a process of its own", flush=True)
+        if outcome is None:
+            outcome = run_command(cmd, env=env, timeout=timeout)
         seconds = time.time() - t0
 
     # Not a result: the trial is rerun (Snakemake's retries, a requeue, a re-run) and resumes. We send
@@ -423,7 +437,7 @@ def _run_trial(spec: RunSpec, threads: int, timeout: float | None, device: str, 
         reason = failure_reason(outcome.returncode, outcome.stderr_tail)
     else:
         metrics, reason = read_metrics(metrics_path, metric, spec.stage)
-    return record_run(spec, params, metrics, reason, seconds, outcome.returncode, env)
+    return record_run(spec, params, metrics, reason, seconds, outcome.returncode, env, outcome.usage)
 
 
 def record_run(
@@ -434,6 +448,7 @@ def record_run(
     seconds: float,
     exit_code: int | None,
     env: dict[str, str],
+    usage: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """Write (and return) a run's ``result.json``: ok, or failed because of ``reason``."""
     out = Path(spec.dir)
@@ -446,6 +461,10 @@ def record_run(
         "params": params,
         "metrics": metrics or {},
         "seconds": round(seconds, 3),
+        # The trainer process's own figures (benchmark.tsv measures the job's process, which with a
+        # warm worker is not the one that trains): CPU seconds and peak resident memory.
+        "cpu_seconds": round(usage["cpu_seconds"], 3) if usage else None,
+        "max_rss_mb": round(usage["max_rss_mb"], 1) if usage else None,
         "exit_code": exit_code,
         "stage": spec.stage,
         "fold": spec.fold,

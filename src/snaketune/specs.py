@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass
+from functools import cache
 from typing import Any
 
 
@@ -122,8 +123,33 @@ Spec = RunSpec | PackSpec | SlotSpec | ReevalSpec
 
 
 def to_json(spec: Spec) -> str:
-    """The spec as canonical JSON (sorted keys): the same spec always gives the same text."""
-    return json.dumps(asdict(spec), sort_keys=True, separators=(",", ":"))
+    """The spec as canonical JSON (sorted keys): the same spec always gives the same text.
+
+    The text of ``json.dumps(dataclasses.asdict(spec), sort_keys=True, separators=(",", ":"))``,
+    without asdict's deep copies: JSON's own encoder walks the spec and asks :func:`_fields_of` for
+    each dataclass in it. The workflow asks for a spec per job, and building a large DAG waited on
+    them (issue 16).
+    """
+    return _ENCODER.encode(spec)
+
+
+@cache
+def _field_names(cls: type) -> tuple[str, ...] | None:
+    """The fields of a dataclass, in order; None for any other class."""
+    return tuple(f.name for f in fields(cls)) if is_dataclass(cls) else None
+
+
+def _fields_of(value: Any) -> dict[str, Any]:
+    """A dataclass as the dict of its fields (what asdict gives, one level deep); the encoder then
+    encodes their values, nested dataclasses included. Anything else is not JSON, as for json.dumps."""
+    names = _field_names(type(value))
+    if names is None:
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+    return {name: getattr(value, name) for name in names}
+
+
+# json.dumps(..., sort_keys=True, separators=(",", ":")) builds this encoder at every call.
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=_fields_of)
 
 
 def _build(cls, data: dict[str, Any]):

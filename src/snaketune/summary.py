@@ -139,7 +139,7 @@ def packing_tip(rows: Sequence[dict[str, Any]], cores: int | None, sample: int =
         size = "search.trials_per_job: about the trials over the jobs that run at once"
     return (
         f"each trial's job took {job:.1f} s for {train:.2f} s of training (medians of {len(jobs)}): "
-        f"trials this short finish sooner packed, {size} (torch is then imported once per pack; "
+        f"trials this short finish sooner packed, {size} (one job's start-up for several trials; "
         "README, Performance)"
     )
 

@@ -27,6 +27,7 @@ import contextlib
 import datetime
 import fcntl
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -35,7 +36,7 @@ import threading
 import time
 import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from snaketune.layout import WRITER_LOCK
@@ -56,6 +57,7 @@ class Outcome:
     stderr_tail: list[str]
     timed_out: bool
     stopped: int | None = None  # the signal (SIGTERM, SIGINT) that stopped this process, and so the trainer
+    usage: dict[str, float] | None = None  # the trainer's own cpu_seconds and max_rss_mb, where known
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)  # a scheduler preempting, Snakemake stopping, Ctrl-C
@@ -188,13 +190,22 @@ def run_command(cmd: str | list[str], *, env: Mapping[str, str], timeout: float 
         raise
     finally:
         os.close(lifeline)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
-        return _supervise(proc, timeout)
+        outcome = watch(proc, timeout)
     finally:
         os.close(held)  # the group is gone by now, unless we fail: then the guard kills it
+    # The guard waited for the trainer, so its figures are the trainer's (and the guard's few ms).
+    # Peak memory is the largest of this process's children so far: a job runs one trainer.
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return replace(outcome, usage={"cpu_seconds": cpu, "max_rss_mb": after.ru_maxrss / 1024})
 
 
-def _supervise(proc: subprocess.Popen, timeout: float | None) -> Outcome:
+def watch(proc: subprocess.Popen, timeout: float | None) -> Outcome:
+    """Supervise a started trainer (a ``Popen`` of its group's leader, or anything with its
+    ``pid``, ``stderr``, ``poll`` and ``wait``) until none of its group runs: its stderr teed into
+    ours, its time limit, this process's stop signals passed on. Its outcome."""
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
 
     def pump() -> None:
@@ -233,7 +244,7 @@ def _supervise(proc: subprocess.Popen, timeout: float | None) -> Outcome:
         for s, h in old.items():  # SIG_IGN, not a handler: Python resets its handlers as it exits
             signal.signal(s, signal.SIG_IGN if _finish_once_trained else h)
     reader.join(timeout=5)
-    return Outcome(proc.returncode, list(tail), timed_out, stopped)
+    return Outcome(proc.returncode, list(tail), timed_out, stopped, getattr(proc, "usage", None))
 
 
 class _TimedOut(Exception):

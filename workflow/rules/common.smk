@@ -1,8 +1,10 @@
 # Validate the study config, plan the study once, and name the functions the rules ask.
+import gc
 import math
 import os
 import sys
 import warnings
+from functools import cache
 from importlib.resources import files
 
 try:
@@ -12,9 +14,30 @@ except ImportError:
         "\nsnaketune: the snaketune package is not installed in this Python environment "
         f"({sys.executable}).\nInstall it from the checkout: pip install -e .\n"
     )
+from snaketune import worker
 from snaketune.plan import StudyPlan
 from snaketune.shutdown import handle_stop_signals  # the Snakefile's onstart hook
+from snaketune.shutdown import release, snakemake_version
 from snaketune.specs import to_json
+
+try:  # internals of Snakemake 9 (read in 9.27.1): see per_job
+    from snakemake.common import get_function_params, overwrite_function_params
+
+    SIGNATURES_ONCE = (release(snakemake_version()) or (0,))[0] == 9
+except ImportError:
+    SIGNATURES_ONCE = False
+
+
+def per_job(func):
+    """A function the rules call for every job (an input or params function), its parameters read
+    once. Snakemake reads them with inspect.signature at each call, three times per job for a params
+    function (issue 16); its own path helpers (snakemake.ioutils) record them once with
+    overwrite_function_params, and get_function_params then returns that record: the same mapping.
+    Only on Snakemake 9; elsewhere Snakemake inspects the function at each call, as it does.
+    """
+    if SIGNATURES_ONCE:
+        overwrite_function_params(func, get_function_params(func))
+    return func
 
 
 def resolved_config(raw):
@@ -45,6 +68,16 @@ config.update(_resolved)
 os.environ.setdefault("SNAKETUNE_SOURCE", str(workflow.basedir))
 
 PLAN = StudyPlan(config)
+# What is alive now (the modules, the config, the plan of every trial) lives as long as this
+# process: out of the garbage collector's sight, which would walk it again at every full
+# collection while the DAG grows, and once more at exit (docs/benchmarks.md, issue 16).
+gc.freeze()
+# The DAG that Snakemake builds next is the same: its objects, dozens per job, live to the end. At
+# Python's default pace (a full collection every 10th collection of the middle generation) the
+# collector walks them all over and over as they pile up: 14 times for 10,000 jobs, 5% of the CPU
+# time of `snakemake -n`, for some 1,000 objects of garbage. Every 100th: 4 times (issue 16).
+_gen0, _gen1, _ = gc.get_threshold()
+gc.set_threshold(_gen0, _gen1, 100)
 L = PLAN.layout  # every path of the study
 STUDY = config["study"]
 # `snakemake --report results/<other study>/report.html` without that study's --configfile would
@@ -59,6 +92,20 @@ CAPTIONS = (
 # limit must not rerun finished trials. 0 = no limit.
 TRAINER_TIMEOUT_S = math.ceil(min(config["trainer"]["timeout"] or 0, 10**9))
 TRAINER_DEVICE = config["trainer"]["device"]
+# A local run forks its trials' trainers from a warm worker (snaketune.worker), which this
+# Snakemake process owns; jobs that Snakemake runs elsewhere (cluster executors) or each in a
+# container of its own (--sdm apptainer) never do.
+_deployment = getattr(workflow, "deployment_settings", None)
+WARM_WORKER = worker.configure(
+    os.environ,
+    local=workflow.local_exec
+    and not workflow.remote_exec
+    and not workflow.subprocess_exec
+    and not any(
+        m.name == "APPTAINER" for m in getattr(_deployment, "deployment_method", ())
+    ),
+    enabled=config["trainer"]["warm_worker"],
+)
 
 
 wildcard_constraints:
@@ -74,62 +121,79 @@ wildcard_constraints:
 
 
 # The training jobs' specs (snaketune.specs): a param, so the spec is each job's identity.
+@per_job
 def trial_spec(wildcards):
-    return to_json(PLAN.run_spec(PLAN.run(wildcards.run)))
+    return run_spec_text(wildcards.run)
 
 
+@cache  # Snakemake evaluates a job's params again before it runs the job: one text per run
+def run_spec_text(run):
+    return to_json(PLAN.run_spec(PLAN.run(run)))
+
+
+@per_job
 def pack_spec(wildcards):
     return to_json(PLAN.pack_spec(int(wildcards.pack)))
 
 
+@per_job
 def slot_spec(wildcards):
     return to_json(
         PLAN.slot_spec(int(wildcards.bracket), int(wildcards.rung), int(wildcards.slot))
     )
 
 
+@per_job
 def reeval_spec(wildcards):
     fold = int(wildcards.fold) if "fold" in wildcards.keys() else None
     return to_json(PLAN.reeval_spec(int(wildcards.slot), int(wildcards.seed), fold))
 
 
+@per_job
 def final_spec(wildcards):
     repeat = wildcards.get("repeat")
     return to_json(PLAN.final_spec(None if repeat is None else int(repeat)))
 
 
 # Inputs.
+@per_job
 def trial_proposals(wildcards):
     """A Bayesian trial's input: the file of the round that proposed it."""
     return PLAN.proposals_of([PLAN.run(wildcards.run).trial])
 
 
-# Without Bayesian rounds a trial's only input is the data: a static input, which Snakemake
-# resolves faster than a function per job.
-TRIAL_PROPOSALS = trial_proposals if PLAN.bayesian else []
+# Without Bayesian rounds a trial's only input is the data: neither an input function nor an empty
+# list, which Snakemake would resolve for every job (issue 16).
+TRIAL_PROPOSALS = {"proposals": trial_proposals} if PLAN.bayesian else {}
 
 
+@per_job
 def pack_proposals(wildcards):
     return PLAN.proposals_of([r.trial for r in PLAN.packs[int(wildcards.pack)]])
 
 
+@per_job
 def earlier_round_results(wildcards):
     return PLAN.earlier_round_results(int(wildcards.round))
 
 
+@per_job
 def round_size(wildcards):
     return PLAN.round_size(int(wildcards.round))
 
 
+@per_job
 def promote_inputs(wildcards):
     """Rung i's slots are filled from the results of rung i-1 of the same bracket."""
     return PLAN.rung_slot_files(int(wildcards.bracket), int(wildcards.rung) - 1)
 
 
+@per_job
 def promote_size(wildcards):
     return PLAN.rung_size(int(wildcards.bracket), int(wildcards.rung))
 
 
+@per_job
 def slot_inputs(wildcards):
     b, i, k = int(wildcards.bracket), int(wildcards.rung), int(wildcards.slot)
     if i > 0:
@@ -137,6 +201,7 @@ def slot_inputs(wildcards):
     return {"proposals": PLAN.proposals_of([PLAN.brackets[b].trials[k]])}
 
 
+@per_job
 def study_results(wildcards):
     """Every result record of the study: one per run, per pack, or per rung slot."""
     return PLAN.study_results()

@@ -26,8 +26,8 @@ rule propose:
 # trial may lack them, so result.json (which holds the metrics) is what the study reads.
 rule train_trial:
     input:
+        **TRIAL_PROPOSALS,
         data=L.data,
-        proposals=TRIAL_PROPOSALS,
     output:
         result=L.result("{run}"),
         params=L.run_file("{run}", "params.yaml"),
