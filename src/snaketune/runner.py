@@ -401,7 +401,7 @@ def _run_trial(spec: RunSpec, threads: int, timeout: float | None, device: str, 
             outcome = run_builtin_in_process(env, timeout)
         elif owner:
             try:
-                outcome = worker.run(cmd[2:], env, timeout=timeout, owner=owner, keep_fds=held_lock_fds())
+                outcome = worker.run(cmd, env, timeout=timeout, owner=owner, keep_fds=held_lock_fds())
             except worker.WorkerError as e:
                 print(f"[snaketune] no warm worker ({e}): the trainer starts as a process of its own", flush=True)
         if outcome is None:

@@ -122,15 +122,24 @@ def live_members(pgid: int) -> list[int]:
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as fh:
-                stat = fh.read().decode("ascii", "replace")
-        except OSError:  # gone meanwhile
+        stat = process_stat(int(entry.name))
+        if stat is None:  # gone meanwhile
             continue
-        state, _ppid, pgrp = stat[stat.rindex(")") + 2 :].split()[:3]  # after the command name, which may hold spaces
+        state, _ppid, pgrp = stat[:3]
         if int(pgrp) == pgid and state not in ("Z", "X"):
             members.append(int(entry.name))
     return members
+
+
+def process_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (which may hold spaces): state,
+    ppid, pgrp, ... (``proc(5)`` numbers them from 3); None if it cannot be read (gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2 :].split()
 
 
 def kill_group(proc: subprocess.Popen, wait: float | None = None) -> None:

@@ -83,15 +83,10 @@ class WorkerError(RuntimeError):
 def _start_time(pid: int) -> str | None:
     """The kernel's start time of process ``pid`` (so a reused pid is another process), or None
     when it does not run (a zombie, dead but not yet reaped by its parent, does not)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read().decode("ascii", "replace")
-    except FileNotFoundError:
-        return None
-    except OSError:
-        return "?"
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return None if fields[0] in ("Z", "X") else fields[19]
+    from snaketune.supervise import process_stat
+
+    fields = process_stat(pid)
+    return None if fields is None or fields[0] in ("Z", "X") else fields[19]
 
 
 def owner_token(pid: int | None = None) -> str:
@@ -119,10 +114,14 @@ def owner_alive(token: str) -> bool:
     return True
 
 
+def _switched_off(environ: Mapping[str, str]) -> bool:
+    return environ.get(ENV_SWITCH, "1").strip().lower() in _OFF
+
+
 def configure(environ: dict[str, str] | os._Environ, *, local: bool, enabled: bool) -> bool:
     """The workflow's switch (common.smk, in the Snakemake process): set the owner for the jobs of a
     local run with workers enabled, else remove it (a cluster job must not inherit its head's)."""
-    on = local and enabled and environ.get(ENV_SWITCH, "1").strip().lower() not in _OFF
+    on = local and enabled and not _switched_off(environ)
     if on:
         environ.setdefault(ENV_OWNER, owner_token())  # a nested evaluation keeps its run's owner
     else:
@@ -132,9 +131,7 @@ def configure(environ: dict[str, str] | os._Environ, *, local: bool, enabled: bo
 
 def active_owner(environ: Mapping[str, str] = os.environ) -> str | None:
     """The owner of the worker this job may use, or None (workers off)."""
-    if environ.get(ENV_SWITCH, "1").strip().lower() in _OFF:
-        return None
-    return environ.get(ENV_OWNER) or None
+    return None if _switched_off(environ) else environ.get(ENV_OWNER) or None
 
 
 # -- where: one socket per (owner, interpreter, versions, user) ------------------------------------
@@ -238,7 +235,6 @@ class WarmChild:
         self.stderr = os.fdopen(stderr_read, "rb")
         self.returncode: int | None = None
         self.usage: dict[str, float] | None = None
-        self.worker_died = False
 
     def _take(self, timeout: float | None) -> None:
         if self.returncode is not None:
@@ -255,7 +251,6 @@ class WarmChild:
             except (OSError, ValueError):
                 message = None
             if message is None:  # the worker died: the kernel SIGKILLs its children
-                self.worker_died = True
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(self.pid, signal.SIGKILL)
                 print(f"[snaketune] the warm worker running trainer {self.pid} died", file=sys.stderr, flush=True)
@@ -329,17 +324,19 @@ def connect(owner: str, environ: Mapping[str, str] = os.environ) -> socket.socke
     raise WorkerError(f"no warm worker listened at {path} within {START_SECONDS:g} s (its log: {log})")
 
 
-def start(module_args: Sequence[str], env: Mapping[str, str], *, owner: str, keep_fds: Sequence[int] = ()) -> WarmChild:
-    """Have the owner's worker fork ``python -m <module> <args>`` with ``env`` in this folder, its
-    stdout ours and its stderr a pipe to us, holding ``keep_fds`` (GPU lease locks) while it runs.
-    WorkerError if no worker takes it (nothing has run then)."""
+def start(cmd: Sequence[str], env: Mapping[str, str], *, owner: str, keep_fds: Sequence[int] = ()) -> WarmChild:
+    """Have the owner's worker fork ``cmd``, which must be ``[this interpreter, "-m", module, *args]``,
+    with ``env`` in this folder, its stdout ours and its stderr a pipe to us, holding ``keep_fds``
+    (GPU lease locks) while it runs. WorkerError if no worker takes it (nothing has run then)."""
+    if len(cmd) < 3 or list(cmd[:2]) != [sys.executable, "-m"]:
+        raise WorkerError(f"a worker runs only `{sys.executable} -m <module>`, not {list(cmd)}")
     try:
         conn = connect(owner, env)
         stderr_read, stderr_write = os.pipe()
     except (WorkerError, OSError) as e:
         raise WorkerError(str(e)) from None
     try:
-        request = {"argv": list(module_args), "env": dict(env), "cwd": os.getcwd()}
+        request = {"argv": list(cmd[2:]), "env": dict(env), "cwd": os.getcwd()}
         sys.stdout.flush()
         _send(conn, request, [1, stderr_write, *keep_fds])
         reply, _ = _recv(conn)
@@ -356,12 +353,12 @@ def start(module_args: Sequence[str], env: Mapping[str, str], *, owner: str, kee
     return WarmChild(conn, int(reply["pid"]), stderr_read, reply.get("worker"))
 
 
-def run(module_args: Sequence[str], env: Mapping[str, str], *, timeout: float | None, owner: str, keep_fds: Sequence[int] = ()):
-    """Run ``python -m <module> <args>`` in the owner's warm worker, supervised as a trainer
+def run(cmd: Sequence[str], env: Mapping[str, str], *, timeout: float | None, owner: str, keep_fds: Sequence[int] = ()):
+    """Run ``cmd`` (``python -m <module> <args>``) in the owner's warm worker, supervised as a trainer
     process is (:func:`snaketune.supervise.watch`); its Outcome. WorkerError if no worker takes it."""
     from snaketune.supervise import watch
 
-    child = start(module_args, env, owner=owner, keep_fds=keep_fds)
+    child = start(cmd, env, owner=owner, keep_fds=keep_fds)
     print(f"[snaketune] trainer {child.pid} forked by warm worker {child.worker}", flush=True)
     try:
         return watch(child, timeout)
@@ -400,8 +397,8 @@ def stop(owner: str | None = None, wait: float = 10.0) -> bool:
 
 
 class _Server:
-    def __init__(self, path: Path, owner: str, idle: float = IDLE_SECONDS) -> None:
-        self.path, self.owner, self.idle = path, owner, idle
+    def __init__(self, path: Path, owner: str, lock: int, idle: float = IDLE_SECONDS) -> None:
+        self.path, self.owner, self.lock, self.idle = path, owner, lock, idle
         self.cwd = os.getcwd()
         self.sel = selectors.DefaultSelector()
         self.children: dict[int, tuple[socket.socket, int]] = {}  # pid -> (its runner's connection, pidfd)
@@ -471,7 +468,7 @@ class _Server:
                 self.path.unlink(missing_ok=True)
                 self.keep_open = conn  # closed as the process exits: the asker waits for that
                 return
-            pid = self.fork(request, fds)
+            pid = self.fork(request, fds, conn)
         except Exception as e:
             self.log(f"could not start a trial: {traceback.format_exc()}", trouble=True)
             with contextlib.suppress(OSError):
@@ -488,7 +485,7 @@ class _Server:
         self.last_busy = time.monotonic()
         _send(conn, {"pid": pid, "worker": os.getpid()})
 
-    def fork(self, request: dict, fds: list[int]) -> int:
+    def fork(self, request: dict, fds: list[int], conn: socket.socket) -> int:
         argv, env, cwd = list(request["argv"]), dict(request["env"]), request["cwd"]
         if len(fds) < 2 or not argv:
             raise ValueError("a request needs a module, stdout and stderr")
@@ -506,6 +503,7 @@ class _Server:
                 die_with_parent(signal.SIGKILL)
                 os.write(ready_write, b"1")
                 os.close(ready_write)
+                conn.close()  # the worker's end: the runner sees it close when the worker dies
                 code = _child(self, argv, env, cwd, fds)
             except BaseException:
                 with contextlib.suppress(Exception):
@@ -565,6 +563,7 @@ def _child(server: _Server, argv: list[str], env: dict[str, str], cwd: str, fds:
     import runpy
 
     server.sel.close()
+    os.close(server.lock)  # the start lock is the worker's, not its trainers'
     if server.listener is not None:
         server.listener.close()
     for conn, pidfd in server.children.values():
@@ -613,7 +612,7 @@ def serve(path: Path, owner: str) -> int:
         idle = float(os.environ.get(ENV_IDLE) or IDLE_SECONDS)
     except ValueError:
         idle = IDLE_SECONDS
-    server = _Server(path, owner, idle)
+    server = _Server(path, owner, lock, idle)
     import importlib
 
     for name in WARM_MODULES:  # imports only: no thread, no CUDA before the forks

@@ -96,7 +96,7 @@ TRAINER_DEVICE = config["trainer"]["device"]
 # Snakemake process owns; jobs that Snakemake runs elsewhere (cluster executors) or each in a
 # container of its own (--sdm apptainer) never do.
 _deployment = getattr(workflow, "deployment_settings", None)
-WARM_WORKER = worker.configure(
+worker.configure(
     os.environ,
     local=workflow.local_exec
     and not workflow.remote_exec
