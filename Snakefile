@@ -6,6 +6,8 @@
 #
 # The study is described by one config file (config/config.yaml by default, or
 # --configfile config/examples/<study>.yaml); see config/README.md.
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.1.4")
@@ -20,8 +22,10 @@ include: "workflow/rules/common.smk"
 report: str(CAPTIONS / "workflow.rst")
 
 
-# The image built from ./Dockerfile (tag it so): with --sdm apptainer every job runs in it.
-container: "docker://snaketune/snaketune:0.1.0"
+# The image built from ./Dockerfile (tag it so): with --sdm apptainer every job runs in it. Where
+# the image is belongs to the machine, not the study: SNAKETUNE_CONTAINER=/path/to/snaketune.sif
+# runs a local image instead, for clusters that reach no registry (README, "Containers").
+container: os.environ.get("SNAKETUNE_CONTAINER") or "docker://snaketune/snaketune:0.1.0"
 
 
 # Seconds of bookkeeping: on a cluster they run on the submit host instead of waiting in the queue.
@@ -32,7 +36,11 @@ localrules:
     choose_top,
     collect,
     select_best,
+    choose_front,
+    front_table,
     plot_study,
+    plot_pareto,
+    answer_page,
     export_optuna,
     summarise,
 
@@ -41,6 +49,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/search.smk"
 include: "workflow/rules/schedule.smk"
 include: "workflow/rules/select.smk"
+include: "workflow/rules/front.smk"
 include: "workflow/rules/report.smk"
 
 

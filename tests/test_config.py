@@ -25,7 +25,7 @@ def error_of(cfg) -> str:
 def test_defaults_are_filled_from_the_schema():
     cfg = resolve_config(base())
     assert cfg["study"] == "seed-grid"
-    assert cfg["objective"] == {"metric": "val_accuracy", "direction": "maximize"}
+    assert cfg["objective"] == {"metric": "val_accuracy", "direction": "maximize", "also": {}, "constraints": {}}
     assert cfg["early_stopping"]["patience"] == 5
     assert cfg["data"]["val_fraction"] == 0.2 and cfg["data"]["source"] == "synthetic"
     assert cfg["final"]["retrain"] is True

@@ -59,6 +59,8 @@ def test_an_ensemble_of_retrains_is_the_shipped_model_and_each_retrain_is_report
     assert metrics["test_accuracy"] == pytest.approx(accuracy)
     summary = (s.results / "summary.txt").read_text()
     assert "an ensemble of 3 retrains" in summary and "retrains: " in summary and "± " in summary
+    answer = (s.results / "report" / "answer.html").read_text()  # the page the report opens on
+    assert f"test_accuracy = {metrics['test_accuracy']:.4g} (retrains: " in answer and " ± " in answer
     best = yaml.safe_load((s.results / "best.yaml").read_text())  # the answer: validation, test, gap
     assert best["test"]["value"] == metrics["test_accuracy"] and best["test"]["values"] == repeats
     assert best["test"]["mean"] == pytest.approx(np.mean(repeats)) and best["test"]["std"] == pytest.approx(np.std(repeats))

@@ -9,7 +9,7 @@ from conftest import tiny_config
 from snaketune import resolve_config
 from snaketune.layout import Layout, parse_run_name, run_name
 from snaketune.plan import StudyPlan, trial_seed
-from snaketune.specs import PackSpec, ReevalSpec, RunSpec, SlotSpec, from_json, to_json
+from snaketune.specs import FrontSpec, PackSpec, ReevalSpec, RunSpec, SlotSpec, from_json, to_json
 
 
 def plan_of(**over) -> StudyPlan:
@@ -85,6 +85,7 @@ def test_specs_survive_json_and_the_same_spec_gives_the_same_text():
         reeval.reeval_spec(1, 1, 0),
         reeval.final_spec(1),
         random.run_spec(random.runs(random.trials[1])[0]),
+        plan_of(objective={"also": {"n_parameters": "minimize"}}, final={"front": 2}).front_spec(1),
     ]
     for spec in specs:
         text = to_json(spec)
@@ -92,7 +93,7 @@ def test_specs_survive_json_and_the_same_spec_gives_the_same_text():
         assert back == spec and type(back) is type(spec) and to_json(back) == text
         # The text is a rerun trigger: to_json's shortcut (issue 16) writes what asdict did.
         assert text == json.dumps(asdict(spec), sort_keys=True, separators=(",", ":"))
-    kinds = [RunSpec, PackSpec, RunSpec, SlotSpec, SlotSpec, RunSpec, RunSpec, ReevalSpec, RunSpec, RunSpec]
+    kinds = [RunSpec, PackSpec, RunSpec, SlotSpec, SlotSpec, RunSpec, RunSpec, ReevalSpec, RunSpec, RunSpec, FrontSpec]
     assert [type(s) for s in specs] == kinds
     with pytest.raises(TypeError, match="not JSON serializable"):  # as json.dumps says
         to_json(replace(specs[0], params={"lr": object()}))

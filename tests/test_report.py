@@ -20,7 +20,7 @@ from snaketune.final import summarise_repeats
 from snaketune.layout import Layout
 from snaketune.records import best_record, ranked, records_in_completion_order
 from snaketune.space import SearchSpace
-from snaketune.summary import answer, print_run_summary, run_summary
+from snaketune.summary import NOT_THE_ANSWER, answer, answer_html, print_run_summary, run_summary, summary_rows
 from snaketune.table import collect, write_table
 from snaketune.trial_files import epoch_values
 
@@ -419,6 +419,30 @@ def test_summary_of_a_study_without_final_retrain_or_table(tmp_path):
     assert "not measured (final.retrain: false)" in run_summary(results, retrain=False)
     assert "not yet: the final retrain has not run" in run_summary(results, retrain=True)
     assert run_summary(tmp_path / "results" / "nothing") is None
+
+
+def test_the_answer_page_is_the_summarys_results_without_its_commands(tmp_path):
+    """The report opens on answer.html: the same rows as the printed summary, less where things are."""
+    import base64
+    import html
+
+    results = _finished(tmp_path)
+    facts = summary_rows(results, searched=["lr", "n_layers", "activation"], configfiles=["my study.yaml"])
+    printed = run_summary(results, searched=["lr", "n_layers", "activation"], configfiles=["my study.yaml"])
+    assert printed.splitlines()[1:] == [f"  {label:<12}{text}" for label, text in facts]
+    figure = tmp_path / "optimisation_history.png"
+    figure.write_bytes(b"\x89PNG not really")
+    page = answer_html("synth <1>", facts, figure)
+    assert "<h2>synth &lt;1&gt;: the answer</h2>" in page
+    assert f'<img src="data:image/png;base64,{base64.b64encode(figure.read_bytes()).decode()}"' in page
+    assert page.index("</table>") < page.index("<img")  # the answer, then the figure
+    assert "<img" not in answer_html("synth", facts)
+    labels = [label for label, _ in facts]
+    assert {"best trial", "parameters", "test score", "trials"} <= set(labels) and {"logs", "report"} <= set(labels)
+    for label, text in facts:
+        row = f"<tr><th>{html.escape(label)}</th><td>{html.escape(text)}</td></tr>"
+        assert (row in page) == (label not in NOT_THE_ANSWER), label
+    assert "activation=&#x27;gelu&#x27;" in page and "7: 5 ok, 2 failed" in page
 
 
 def test_best_yaml_is_the_winner_with_its_test_score_and_the_gap():

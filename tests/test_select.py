@@ -199,7 +199,7 @@ def test_impossible_selections_are_config_errors(over, fragment):
 
 
 def test_select_defaults_to_off():
-    assert resolve_config(tiny_config())["select"] == {"top_k": 0, "seeds": 2}
+    assert resolve_config(tiny_config())["select"] == {"top_k": 0, "seeds": 2, "trial": None}
 
 
 # -- the workflow ----------------------------------------------------------------------------------

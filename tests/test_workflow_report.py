@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import html
 import json
@@ -82,14 +83,36 @@ def test_a_run_ends_with_the_summary_and_the_summary_job_writes_it(finished):
     assert answer["gap"] == pytest.approx(final["test_accuracy"] - answer["value"])
 
 
-def test_the_reports_landing_text_is_the_answer(finished):
-    s, _, report = finished
+def landing_html(report: Path) -> str:
+    """The report's landing text (the Snakefile's `report:` directive), as the page holds it."""
     page = report.read_text(encoding="utf-8")
+    found = re.search(r"^\s*var workflow_desc = (.*);\s*$", page, re.M)
+    assert found, "the report has no workflow_desc"
+    return json.loads(found.group(1))
+
+
+def test_the_report_opens_on_the_answer_and_the_optimisation_history(finished):
+    """The landing text is the study's answer, from its own files: the winner, its parameters and
+    validation score, the test score, the trial counts, then the optimisation history, embedded."""
+    s, _, report = finished
+    landing = landing_html(report)
+    best = yaml.safe_load((s.results / "best.yaml").read_text())
     final = json.loads((s.results / "final" / "metrics.json").read_text())
-    landing = page[page.index("<strong>The answer</strong>") :]
-    landing = landing[: landing.index("</pre>")]
-    assert "best trial" in landing and f"test_accuracy = {final['test_accuracy']:.4g}" in landing and "gap" in landing
-    assert "System Message" not in page  # the landing text renders without a docutils complaint
+    _, rows = read_tsv(s.results / "trials.tsv")
+    answer = landing.index(f"{s.config['study']}: the answer")
+    facts = [
+        f"{best['trial']}: val_accuracy = {best['value']:.4g} (validation",
+        f"lr={best['params']['lr']:.4g}  n_layers={best['params']['n_layers']}",
+        f"test_accuracy = {final['test_accuracy']:.4g}",
+        f"{len(rows)}: {sum(r['status'] == 'ok' for r in rows)} ok, 0 failed",
+    ]
+    for fact in facts:
+        assert landing.index(html.escape(fact)) > answer, fact
+    assert "snakemake --report" not in landing and "train.log" not in landing  # commands and logs: the terminal's
+    plot = base64.b64encode((s.results / "report" / "optimisation_history.png").read_bytes()).decode()
+    figure = landing.index(plot)
+    assert answer < figure < landing.index("snaketune tuned")  # the answer, the figure, then the prose
+    assert "System Message" not in landing  # rendered without a docutils complaint
 
 
 def test_the_readmes_samples_have_the_shape_of_a_real_runs_output(finished):
@@ -195,18 +218,63 @@ def with_probe(report: Path, out: Path) -> Path:
     return out
 
 
+# A laptop's screen: headless Chromium's page is this window less about 140 pixels of height (the
+# probe reports what it got), about what a browser's toolbars leave on a 1366 x 768 screen.
+WINDOW = (1366, 800)
+
+
+def keep_screenshot(shot: Path, name: str, capsys) -> None:
+    """Say where a screenshot is, and copy it into $SNAKETUNE_SCREENSHOT_DIR if set (for CI to keep)."""
+    where = [shot]
+    if folder := os.environ.get("SNAKETUNE_SCREENSHOT_DIR"):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        where.append(Path(shutil.copy(shot, Path(folder) / name)))
+    with capsys.disabled():
+        print(f"\nscreenshot of the report ({name}): {', '.join(map(str, where))}")
+
+
 @pytest.mark.browser
-def test_the_report_renders_in_chromium_with_every_plot_and_the_table(finished, tmp_path):
+def test_the_report_renders_in_chromium_with_every_plot_and_the_table(finished, tmp_path, capsys):
     exe = chromium_or_skip()
     s, _, report = finished
     assert report.stat().st_size > 100_000  # self-contained: scripts and plots embedded
     page = with_probe(report, tmp_path / "probe.html")
-    dom = chromium(exe, tmp_path / "profile", "--dump-dom", page.as_uri()).stdout
+    window = f"--window-size={WINDOW[0]},{WINDOW[1]}"
+    dom = chromium(exe, tmp_path / "profile", window, "--dump-dom", page.as_uri()).stdout
     found = re.findall(r'<pre id="snaketune-probe">(.*?)</pre>', dom, re.S)
     assert found, f"the probe did not finish; the page's DOM begins:\n{dom[:2000]}"
     probe = json.loads(html.unescape(found[-1]))
     assert probe["app"] and not probe["errors"], probe
     assert probe["categories"] == ["tiny-report"]  # one category per study
+
+    # The landing page, before any click: the answer's table, then the optimisation history, both
+    # within the window (no scrolling: a landing taller than the window would lose its top).
+    landing = probe["landing"]
+    assert landing and landing["view"] == "rulegraph", landing
+    best = yaml.safe_load((s.results / "best.yaml").read_text())
+    final = json.loads((s.results / "final" / "metrics.json").read_text())
+    rows = dict(landing["rows"])
+    assert landing["heading"]["text"] == "tiny-report: the answer" and landing["heading"]["top"] >= 0, landing
+    assert rows["best trial"].startswith(f"{best['trial']}: val_accuracy = {best['value']:.4g}"), rows
+    assert f"n_layers={best['params']['n_layers']}" in rows["parameters"], rows
+    assert rows["test score"].startswith(f"test_accuracy = {final['test_accuracy']:.4g}"), rows
+    assert rows["trials"].startswith("6: 6 ok, 0 failed"), rows
+    (figure,) = landing["images"]
+    assert figure["alt"].startswith("optimisation history") and figure["src"].startswith("data:image/png"), figure
+    assert figure["width"] > 300 and figure["std"] > 10 and figure["nonwhite"] > 0.01 and figure["colours"] > 20, figure
+    assert figure["top"] > landing["heading"]["bottom"] and figure["bottom"] <= landing["window"][1], (figure, landing["window"])
+    assert figure["right"] - figure["left"] > 400, figure  # the column's width, readable
+
+    # What a person sees first, as pixels: the report as it opens.
+    shot = tmp_path / "report-landing.png"
+    chromium(exe, tmp_path / "profile", window, f"--screenshot={shot}", report.as_uri())
+    keep_screenshot(shot, "report-landing.png", capsys)
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert pixels.shape == (WINDOW[1], WINDOW[0]), pixels.shape
+    drawn = pixels[int(figure["top"]) : int(figure["bottom"]), int(figure["left"]) : int(figure["right"])]
+    assert drawn.std() > 10 and (drawn < 200).mean() > 0.01, (drawn.std(), (drawn < 200).mean())
+    heading = pixels[int(landing["heading"]["top"]) : int(landing["heading"]["bottom"]), int(landing["heading"]["left"]) :]
+    assert (heading < 128).mean() > 0.005, (heading < 128).mean()  # the heading's text is on screen
     shown = {img["name"]: img for img in probe["images"]}
     assert set(shown) == PLOTS
     for img in shown.values():
@@ -215,12 +283,13 @@ def test_the_report_renders_in_chromium_with_every_plot_and_the_table(finished, 
         assert img["std"] > 10 and img["nonwhite"] > 0.01 and img["colours"] > 20, img
         assert img["rendered"][0] > 100, img
     header, rows = read_tsv(s.results / "trials.tsv")
-    (table,) = probe["tables"]
-    assert table["name"] == "trials.html" and table["shown"]
-    assert table["rows"] == len(rows) and table["columns"] == header
+    tables = {table["name"]: table for table in probe["tables"]}
+    assert set(tables) == {"trials.html", "answer.html"}
+    assert tables["trials.html"]["shown"] and tables["answer.html"]["shown"]
+    assert tables["trials.html"]["rows"] == len(rows) and tables["trials.html"]["columns"] == header
 
-    # What a person sees: the report's page showing a plot, as pixels.
-    shot = tmp_path / "report.png"
+    # What a person sees after a click: the report's page showing a plot, as pixels.
+    shot = tmp_path / "report-plot.png"
     chromium(
         exe,
         tmp_path / "profile",
@@ -228,8 +297,7 @@ def test_the_report_renders_in_chromium_with_every_plot_and_the_table(finished, 
         f"--screenshot={shot}",
         page.as_uri() + "#show=parallel_coordinates.png",
     )
+    keep_screenshot(shot, "report-plot.png", capsys)
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     content = pixels[:, 320:]  # right of the report's navigation bar
     assert content.std() > 10 and (content < 200).mean() > 0.01, (content.std(), (content < 200).mean())
-    if os.environ.get("SNAKETUNE_KEEP_SCREENSHOT"):
-        shutil.copy(shot, os.environ["SNAKETUNE_KEEP_SCREENSHOT"])

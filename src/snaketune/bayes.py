@@ -12,6 +12,11 @@ COMPLETE, the worst value seen so far, and a violated constraint ``failed = 1``;
 then model it as a place not to go. CMA-ES and QMC ignore constraints; for them it is a FAIL. TPE runs
 multivariate with ``constant_liar`` so a batch spreads out instead of collapsing onto one point.
 
+With several objectives (objective.also) the study has one direction per objective and each
+trial its values; with limits (objective.constraints) each trial carries one Optuna constraint
+per limit (its distance beyond it, <= 0 within it), so TPE and GP model where the limits hold.
+Failed trials keep their own ``failed`` constraint. CMA-ES takes neither (the config says so).
+
 Each round's sampler is seeded from (``search.seed``, round), and earlier trials are added in id
 order, so the proposals depend only on the earlier results: a study is reproducible bit for bit
 whatever the parallelism or the executor.
@@ -26,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from snaketune.records import combine_records, rank_budget
+from snaketune.records import FAILED, Objective, combine_records, rank_budget
 from snaketune.space import Categorical, Fixed, FloatRange, IntRange, SearchSpace
 
 SAMPLERS = ("tpe", "gp", "cmaes", "qmc")
@@ -101,38 +106,64 @@ class Observation:
 
     trial: str
     params: dict[str, Any]
-    value: float | None  # None = failed
+    value: float | tuple[float, ...] | None  # None = failed; several objectives: one value each
     intermediate: dict[int, float] | None = None
+    limits: dict[str, float] | None = None  # objective.constraints: Optuna's constraint value per limit
+
+    @property
+    def values(self) -> tuple[float, ...] | None:
+        if self.value is None:
+            return None
+        values = self.value if isinstance(self.value, tuple) else (self.value,)
+        return values if all(math.isfinite(v) for v in values) else None
 
 
-def build_study(space: SearchSpace, direction: str, history: Sequence[Observation], sampler, failed_as_infeasible: bool = False):
-    """An in-memory Optuna study holding the earlier trials.
+def build_study(
+    space: SearchSpace,
+    direction: str | Sequence[str],
+    history: Sequence[Observation],
+    sampler,
+    failed_as_infeasible: bool = False,
+    limits: Sequence[str] = (),
+):
+    """An in-memory Optuna study holding the earlier trials; ``direction``: one, or one per objective.
 
     Failed trials are FAIL, or with ``failed_as_infeasible`` COMPLETE with the worst value seen
-    and the constraint ``failed = 1`` (see the module docstring).
+    and the constraint ``failed = 1`` (see the module docstring). ``limits``: the names of the
+    constraints an observation carries (objective.constraints); a failed trial is within them
+    (its ``failed`` constraint says enough).
     """
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    directions = [direction] if isinstance(direction, str) else list(direction)
     dists = distributions(space)
-    study = optuna.create_study(direction=direction, sampler=sampler)
-    values = [o.value for o in history if o.value is not None and math.isfinite(o.value)]
-    worst = (min(values) if direction == "maximize" else max(values)) if values else 0.0
+    study = optuna.create_study(directions=directions, sampler=sampler)
+    seen = [o.values for o in history if o.values is not None and len(o.values) == len(directions)]
+    worst = [
+        (min(v[i] for v in seen) if d == "maximize" else max(v[i] for v in seen)) if seen else 0.0
+        for i, d in enumerate(directions)
+    ]
     for obs in history:
         params = {k: obs.params[k] for k in dists if k in obs.params}
         if set(params) != set(dists):
             continue  # a trial from a different search space: not evidence about this one
-        ok = obs.value is not None and math.isfinite(obs.value)
+        ok = obs.values is not None and len(obs.values) == len(directions)
+        within = dict.fromkeys(limits, 0.0)
         if ok:
-            state, value, constraints = optuna.trial.TrialState.COMPLETE, obs.value, {"failed": 0.0}
+            state, values, constraints = (
+                optuna.trial.TrialState.COMPLETE,
+                list(obs.values),
+                {"failed": 0.0, **within, **(obs.limits or {})},
+            )
         elif failed_as_infeasible:
-            state, value, constraints = optuna.trial.TrialState.COMPLETE, worst, {"failed": 1.0}
+            state, values, constraints = optuna.trial.TrialState.COMPLETE, worst, {"failed": 1.0, **within}
         else:
-            state, value, constraints = optuna.trial.TrialState.FAIL, None, None
+            state, values, constraints = optuna.trial.TrialState.FAIL, None, None
         try:
             frozen = optuna.trial.create_trial(
                 state=state,
-                value=value,
+                values=values,
                 params=params,
                 distributions=dists,
                 intermediate_values=obs.intermediate or None,
@@ -151,12 +182,14 @@ def propose_round(
     size: int,
     history: Sequence[Observation],
     *,
-    direction: str,
+    direction: str | Sequence[str],
     sampler: str,
     seed: int,
     n_startup: int,
+    limits: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
-    """The parameters of round ``round_index``'s ``size`` trials, given the earlier results."""
+    """The parameters of round ``round_index``'s ``size`` trials, given the earlier results
+    (``direction``: one per objective; ``limits``: the names of the observations' constraints)."""
     s = make_sampler(sampler, seed if sampler == "qmc" else round_seed(seed, round_index), n_startup)
     if sampler == "gp" and len(history) >= GP_SLOW_AFTER:
         warnings.warn(
@@ -165,7 +198,7 @@ def propose_round(
             stacklevel=2,
         )
     ordered = sorted(history, key=lambda o: natural_key(o.trial))
-    study = build_study(space, direction, ordered, s, failed_as_infeasible=sampler in CONSTRAINED_SAMPLERS)
+    study = build_study(space, direction, ordered, s, failed_as_infeasible=sampler in CONSTRAINED_SAMPLERS, limits=limits)
     dists = distributions(space)
     if sampler == "qmc":
         for _ in range(len(study.trials)):  # continue the sequence past the points already used
@@ -192,8 +225,14 @@ def natural_key(trial_id: str) -> tuple:
     return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", trial_id))
 
 
-def observations(results: Sequence[Mapping[str, Any]], min_count: int = 1) -> list[Observation]:
+def observations(
+    results: Sequence[Mapping[str, Any]], min_count: int = 1, objective: Objective | None = None
+) -> list[Observation]:
     """Turn result records into sampler observations.
+
+    ``objective`` (several objectives or limits): each observation holds every objective's value
+    and its limits' constraint values; a trial whose metrics lack one is failed. Without it, the
+    records' own ``objective``.
 
     With cross-validation the folds of a trial become one observation (their mean). With a
     multi-fidelity schedule a trial has one record per rung, each at its own budget; the model is
@@ -208,6 +247,15 @@ def observations(results: Sequence[Mapping[str, Any]], min_count: int = 1) -> li
         results = [r for r in results if r.get("budget") == budget]
     obs = []
     for r in results:
+        params = dict(r.get("params") or {})
+        if objective is not None and not objective.simple:
+            standing = objective.standing(r)
+            if standing.status == FAILED:
+                obs.append(Observation(r["trial"], params, None))
+            else:
+                values = standing.values if objective.multi else standing.values[0]
+                obs.append(Observation(r["trial"], params, values, limits=objective.slacks(r) or None))
+            continue
         value = r.get("objective") if r.get("status") == "ok" else None
-        obs.append(Observation(r["trial"], dict(r.get("params") or {}), None if value is None else float(value)))
+        obs.append(Observation(r["trial"], params, None if value is None else float(value)))
     return obs

@@ -55,7 +55,13 @@ VAL_PREFIX = "val_"
 
 
 class StudySizeWarning(UserWarning):
-    """A study large enough that Snakemake takes a while to plan it (more than WARN_JOBS jobs)."""
+    """A study large enough that Snakemake takes a while to plan it (more than WARN_JOBS jobs), or
+    one whose shape says less than the user may expect (a front of a few trials): printed when the
+    workflow starts, never an error."""
+
+
+# Several objectives under a schedule: fewer trials than this at the largest budget make a thin front.
+MIN_FRONT_TRIALS = 3
 
 
 class _Yaml12Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
@@ -226,10 +232,14 @@ def _numbers_by_schema(value: Any, schema: Mapping, key: str = "") -> Any:
     is read by its parameters: snaketune.space). Text elsewhere (names, paths, commands) stays text;
     everything else is for the schema to judge."""
     if isinstance(value, Mapping):
-        if "properties" not in schema:
+        each = schema.get("additionalProperties")
+        if "properties" not in schema and not isinstance(each, Mapping):
             return value
-        props = schema["properties"]
-        return {k: _numbers_by_schema(v, props.get(k, {}), f"{key}.{k}" if key else str(k)) for k, v in value.items()}
+        props = schema.get("properties", {})
+        return {
+            k: _numbers_by_schema(v, props.get(k, each if isinstance(each, Mapping) else {}), f"{key}.{k}" if key else str(k))
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [_numbers_by_schema(v, schema.get("items", {}), key) for v in value]
     types = _types(schema)
@@ -301,7 +311,8 @@ def ensemble_setting(final: Mapping, builtin: bool) -> bool:
 def check_semantics(cfg: Mapping) -> None:
     """The checks a JSON schema cannot express."""
     space = SearchSpace.from_config(cfg["search_space"])
-    _check_param_names(space, cfg["objective"]["metric"])
+    _check_param_names(space, cfg["objective"])
+    _check_objective(cfg)
     search = cfg["search"]
     if search["method"] == "grid":
         space.grid_size()  # raises on a float range without `grid:`
@@ -420,11 +431,12 @@ def _check_function(function: str) -> None:
         raise ConfigError(f"config key `trainer.function`: {where!r} is not a module name (e.g. my_package.train)")
 
 
-def _check_param_names(space: SearchSpace, metric: str) -> None:
+def _check_param_names(space: SearchSpace, objective: Mapping) -> None:
     """A parameter is a column of trials.tsv and a field of its row: one named like another column
     (``objective``, ``status``) or a metric would take its place (and choose the winner by itself)."""
+    metric = objective["metric"]
     metrics = [m for m in (metric, tiebreak_metric(metric)) if m is not None]
-    metrics += [test_metric(m) for m in metrics]
+    metrics += [test_metric(m) for m in metrics] + list(objective["also"]) + list(objective["constraints"])
     for name in space.names:
         if name in TABLE_COLUMNS:
             why = f"is a column of trials.tsv, which snaketune fills itself ({', '.join(TABLE_COLUMNS)})"
@@ -493,7 +505,104 @@ def _keys(keys: Sequence[str]) -> str:
     return f"config key{'s' if len(keys) > 1 else ''} " + ", ".join(f"`{k}`" for k in keys)
 
 
+# What the built-in trainer writes besides the task's validation metrics (snaketune.train), and the
+# values each can take: a limit outside them can never hold, or always holds.
+BUILTIN_RUN_METRICS: dict[str, tuple[float, float]] = {
+    "n_parameters": (1, math.inf),
+    "train_seconds": (0, math.inf),
+    "epochs_run": (1, math.inf),
+    "best_epoch": (1, math.inf),
+    "train_loss": (0, math.inf),
+}
+METRIC_RANGES: dict[str, tuple[float, float]] = {
+    "val_accuracy": (0, 1),
+    "val_loss": (0, math.inf),
+    "val_rmse": (0, math.inf),
+    "val_mae": (0, math.inf),
+    "val_r2": (-math.inf, 1),
+    **BUILTIN_RUN_METRICS,
+}
+
+
+def _check_objective(cfg: Mapping) -> None:
+    """objective.also and objective.constraints: no objective twice, limits that can hold, metrics
+    the built-in trainer writes, and the settings that take several objectives or limits."""
+    from snaketune.records import Limit
+
+    objective, search = cfg["objective"], cfg["search"]
+    also, constraints = objective["also"], objective["constraints"]
+    if objective["metric"] in also:
+        raise ConfigError(
+            f"config key `objective.also`: {objective['metric']} is already the first objective (objective.metric); "
+            "list only the other objectives there"
+        )
+    limits = []
+    for name, bounds in constraints.items():
+        try:
+            limits.append(Limit(name, bounds.get("min"), bounds.get("max")))
+        except ValueError as e:
+            raise ConfigError(f"config key `objective.constraints.{name}`: {e}") from None
+    if builtin_trainer(cfg):
+        task = config_task(cfg)
+        val = TASK_METRICS[task] if task else BUILTIN_METRICS
+        written = [*val, *BUILTIN_RUN_METRICS]
+        for key, names in (("objective.also", list(also)), ("objective.constraints", list(constraints))):
+            for name in names:
+                if name not in written:
+                    raise ConfigError(
+                        f"config key `{key}`: the built-in trainer never writes {name!r}{suggest(name, written)}; "
+                        f"it writes {', '.join(written)}"
+                    )
+        for name, d in also.items():
+            if name in BUILTIN_METRICS and BUILTIN_METRICS[name] != d:
+                raise ConfigError(f"config key `objective.also.{name}`: {name} should be {BUILTIN_METRICS[name]}d, not {d}d")
+        for lim in limits:
+            low, high = METRIC_RANGES[lim.metric]
+            if (lim.max is not None and lim.max < low) or (lim.min is not None and lim.min > high):
+                raise ConfigError(
+                    f"config key `objective.constraints.{lim.metric}`: {lim} can never hold: the built-in trainer's "
+                    f"{lim.metric} lies in [{low:g}, {high:g}]"
+                )
+    if (also or limits) and search["method"] == "bayes" and search["sampler"] == "cmaes":
+        what = "several objectives" if also else "limits (objective.constraints)"
+        raise ConfigError(
+            f"config key `search.sampler`: cmaes takes one objective and no limits, but the study has {what}; "
+            "use search.sampler: tpe or gp (both model several objectives and limits), or qmc"
+        )
+    if also and search["schedule"] != "none":
+        from snaketune.plan import full_budget_trials
+
+        full = full_budget_trials(cfg)
+        if full < MIN_FRONT_TRIALS:
+            warnings.warn(
+                f"objective.also with search.schedule {search['schedule']}: the Pareto front is made of the trials "
+                f"trained to the largest budget (scores at smaller budgets are not comparable), and this schedule "
+                f"trains only {full} to it; raise search.n_trials or lower search.eta for a front of several trials",
+                StudySizeWarning,
+                stacklevel=2,
+            )
+    front = cfg["final"]["front"]
+    if front and not also:
+        raise ConfigError(
+            f"config key `final.front` ({front}): retraining members of the Pareto front needs several objectives "
+            "(objective.also); use final.front: 0"
+        )
+    if front and not cfg["final"]["retrain"]:
+        raise ConfigError(
+            f"config key `final.front` ({front}): front members are retrained like the winner, but final.retrain is false"
+        )
+    if also and cfg["select"]["top_k"]:
+        raise ConfigError(
+            "config keys `select.top_k` and `objective.also` conflict: re-evaluation with extra seeds averages one "
+            "objective; use select.top_k: 0 with several objectives (name a front member with select.trial instead)"
+        )
+
+
 def _check_select(cfg: Mapping) -> None:
+    if cfg["select"]["trial"] is not None and cfg["select"]["top_k"]:
+        raise ConfigError(
+            "config keys `select.trial` and `select.top_k` conflict: a named trial is retrained as it is; use one of them"
+        )
     top_k = cfg["select"]["top_k"]
     if top_k == 0:
         return

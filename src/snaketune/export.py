@@ -8,6 +8,11 @@ Every trial of ``trials.tsv`` becomes one Optuna trial, in completion order:
   would leave it, so the study's best trial is the one ``best.yaml`` names;
 * ``failed`` → FAIL, with the reason in the user attribute ``error``.
 
+With several objectives (objective.also) the study has one direction and metric name per
+objective and each trial its values (optuna-dashboard draws the Pareto front); with limits
+(objective.constraints) each trial carries one constraint per limit, so a trial beyond one shows
+as infeasible. A trial whose metrics lack an objective is FAIL.
+
 Searched parameters carry their Optuna distributions; fixed ones are single-choice categoricals.
 The intermediate values are the objective metric per epoch from ``history.csv`` (the mean over the
 folds with cross-validation). The table's other columns (trial id, metrics, round, rung, budget,
@@ -28,7 +33,7 @@ from typing import Any
 
 from snaketune.bayes import distributions
 from snaketune.layout import Layout
-from snaketune.records import best_record
+from snaketune.records import FAILED, Objective, as_objective, best_record
 from snaketune.space import Fixed, SearchSpace
 from snaketune.trial_files import epoch_values
 
@@ -75,11 +80,15 @@ def frozen_trial(
     *,
     top_budget: float | None = None,
     intermediate: Mapping[int, float] | None = None,
+    objective: Objective | None = None,
 ):
     """One record of the table as an Optuna ``FrozenTrial`` (see the module docstring)."""
     import optuna
 
     state = trial_state(record, top_budget)
+    standing = objective.standing(record) if objective is not None and not objective.simple else None
+    if standing is not None and standing.status == FAILED:
+        state = optuna.trial.TrialState.FAIL
     params, outside = {}, {}
     for name, dist in dists.items():
         if name not in (record.get("params") or {}):
@@ -96,16 +105,20 @@ def frozen_trial(
     attrs.update({k: _plain(record[k]) for k in _STRUCTURE if record.get(k) is not None})
     attrs.update(outside)
     attrs.update(trial=record["trial"], status=record.get("status"), log=record.get("log") or "")
-    if record.get("reason"):
-        attrs["error"] = record["reason"]
-    value = float(record["objective"]) if state != optuna.trial.TrialState.FAIL else None
+    if record.get("reason") or (standing is not None and standing.reason):
+        attrs["error"] = record.get("reason") or standing.reason
+    values = None
+    if state != optuna.trial.TrialState.FAIL:
+        values = list(standing.values) if standing is not None else [float(record["objective"])]
+    feasible = standing is not None and objective.limits and state != optuna.trial.TrialState.FAIL
     trial = optuna.trial.create_trial(
         state=state,
-        value=value,
+        values=values,
         params=params,
         distributions={k: dists[k] for k in params},
         user_attrs=attrs,
         intermediate_values=dict(intermediate) if intermediate else None,
+        constraints=objective.slacks(record) if feasible else None,
     )
     finished = record.get("finished")
     if finished:
@@ -125,16 +138,20 @@ def build_study(
     storage: Any = None,
     layout: Layout | None = None,
     user_attrs: Mapping[str, Any] | None = None,
+    objectives: Mapping[str, Any] | None = None,
 ):
     """An Optuna study holding ``records`` (in the given order) in ``storage`` (None: in memory).
-    With the study's ``layout``, each trial's learning curve becomes its intermediate values."""
+    With the study's ``layout``, each trial's learning curve becomes its intermediate values.
+    ``objectives``: the whole objective (snaketune.records.rule_params) when it has several
+    metrics or limits."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name=study_name, storage=storage, direction=direction)
+    objective = as_objective(objectives) if objectives else Objective.single(metric, direction)
+    study = optuna.create_study(study_name=study_name, storage=storage, directions=list(objective.directions))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names([metric])
+        study.set_metric_names(list(objective.metrics))
     study.set_user_attr("metric", metric)
     for k, v in (user_attrs or {}).items():
         study.set_user_attr(k, v)
@@ -144,9 +161,9 @@ def build_study(
     trials = []
     for r in records:
         curve = epoch_values(layout.trial_history_files(r), metric) if layout is not None else None
-        trials.append(frozen_trial(r, dists, top_budget=top_budget, intermediate=curve))
+        trials.append(frozen_trial(r, dists, top_budget=top_budget, intermediate=curve, objective=objective))
     study.add_trials(trials)
-    best = best_record(records, metric, direction)
+    best = best_record(records, objective)
     if best is not None:  # Optuna's best_trial takes the first of equal values; records.rank_key breaks ties
         study.set_user_attr("best_trial", best["trial"])
     return study
@@ -162,6 +179,7 @@ def write_journal(
     study_name: str,
     layout: Layout | None = None,
     user_attrs: Mapping[str, Any] | None = None,
+    objectives: Mapping[str, Any] | None = None,
 ) -> None:
     """Write the study to an Optuna journal file at ``path``, replacing any earlier one whole
     (built beside it, then renamed: a rerun never appends a second copy, a kill never leaves half)."""
@@ -183,6 +201,7 @@ def write_journal(
             storage=storage,
             layout=layout,
             user_attrs=user_attrs,
+            objectives=objectives,
         )
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())

@@ -2,8 +2,8 @@
 
 The spec (:mod:`snaketune.specs`) says which kind of job it is: one run of the trainer
 (:mod:`snaketune.runner`), a pack of runs (:mod:`snaketune.packs`), a rung slot of a
-multi-fidelity schedule (:mod:`snaketune.rungs`) or a top trial's re-run with an extra seed
-(:mod:`snaketune.reeval`). Exit status 0: the job's result is recorded (a
+multi-fidelity schedule (:mod:`snaketune.rungs`), a top trial's re-run with an extra seed
+(:mod:`snaketune.reeval`) or the retrain of a Pareto front member (:mod:`snaketune.front`). Exit status 0: the job's result is recorded (a
 failed search trial is a result too); 1: the job must be rerun (stopped, killed by a SIGKILL
 snaketune did not send, no GPU slot), or it must not run now (another live run writes its folder),
 or the final retrain failed.
@@ -28,7 +28,7 @@ from pathlib import Path
 
 from snaketune.gpu import GpuLeaseError
 from snaketune.runner import Preempted, run_trial
-from snaketune.specs import PackSpec, ReevalSpec, SlotSpec, from_json
+from snaketune.specs import FrontSpec, PackSpec, ReevalSpec, SlotSpec, from_json
 from snaketune.supervise import FolderBusy, Leftover, die_with_parent, finish_once_trained
 
 
@@ -62,6 +62,13 @@ def main(argv: list[str] | None = None) -> int:
             from snaketune.reeval import run_reeval
 
             run_reeval(spec, **kw)
+            return 0
+        if isinstance(spec, FrontSpec):
+            from snaketune.front import run_front
+
+            result = run_front(spec, **kw)
+            if result["status"] == "failed":
+                print(f"[snaketune] the retrain of front member {result['trial']} failed: {result['reason']}", file=sys.stderr)
             return 0
         result = run_trial(spec, **kw)
     except (Preempted, GpuLeaseError, FolderBusy, Leftover) as e:

@@ -21,11 +21,15 @@ relative to the working directory Snakemake runs in (``results/<study>/...``)::
       select/s<i>/seed-<j>.json        ... the i-th of them re-run with seed j (its result;
                                        with cross-validation select/s<i>/seed-<j>/fold-<k>.json)
       trials.tsv, trials.json
+      pareto.tsv                       several objectives (objective.also): the Pareto front
       best.yaml, summary.txt           the answer: the winner, its validation and test scores, the gap
       final/                           the retrained winner: metrics.json, history.csv, model.pt
       final/repeat-<r>/                with final.repeats > 1: each retrain (final/ then holds
                                        their summary and the shipped model)
       report/                          the figures; optuna.journal
+      mlflow/                          export_mlflow: the study's own MLflow store (mlflow.db,
+                                       artifacts/) and export.json (where the last export went)
+      tensorboard/                     export_tensorboard: the log folder, one run per trial
       logs/<job>.log, benchmarks/<job>.tsv
 """
 
@@ -145,6 +149,15 @@ class Layout:
     def result(self, run: str) -> str:
         return self.run_file(run, RESULT)
 
+    def search_result_files(self) -> list[str]:
+        """The result files of the search runs that exist now, finished study or not: each trial's,
+        each fold's (``<trial>/fold-<k>``) and each rung's (``<trial>/rung-<i>``). The re-runs with
+        extra seeds (``<trial>/seed-<j>``) are not search runs."""
+        found = []
+        for pattern in (f"*/{RESULT}", f"*/fold-*/{RESULT}", f"*/rung-*/{RESULT}"):
+            found += Path(self.trials_dir).glob(pattern)
+        return sorted(str(p) for p in found)
+
     def trial_history_files(self, record: Mapping[str, Any]) -> list[Path]:
         """Where a trial's ``history.csv`` files live: one per fold with cross-validation; with a
         schedule the highest rung's (it holds the whole curve, earlier rungs included). Missing
@@ -193,6 +206,24 @@ class Layout:
     def reeval_log(self, slot: int | str, seed: int | str, fold: int | str | None = None) -> str:
         return f"{self.results}/select/s{slot}/seed-{seed}{_fold_part(fold)}.log"
 
+    # final.front: more members of the Pareto front, retrained (slot k = the k-th of the front file)
+    @property
+    def front(self) -> str:
+        """The choose_front job's file: the front members to retrain, their parameters and best epochs."""
+        return f"{self.results}/select/front.yaml"
+
+    def front_dir(self, slot: int | str) -> str:
+        return f"{self.final_dir}/front/s{slot}"
+
+    def front_file(self, slot: int | str) -> str:
+        """The record of slot ``slot``'s retrain (its result, or ``skipped``)."""
+        return f"{self.final_dir}/front/s{slot}.json"
+
+    @property
+    def front_table(self) -> str:
+        """The retrained front members' validation and test scores, the winner's first."""
+        return f"{self.final_dir}/front.tsv"
+
     # the study's tables and the winner
     @property
     def table(self) -> str:
@@ -201,6 +232,11 @@ class Layout:
     @property
     def records(self) -> str:
         return f"{self.results}/trials.json"
+
+    @property
+    def pareto(self) -> str:
+        """The Pareto front (several objectives): the rows of trials.tsv on it."""
+        return f"{self.results}/pareto.tsv"
 
     @property
     def winner(self) -> str:
@@ -243,6 +279,30 @@ class Layout:
     @property
     def journal(self) -> str:
         return f"{self.results}/optuna.journal"
+
+    # the MLflow and TensorBoard exports (snaketune.export_mlflow, snaketune.export_tensorboard)
+    @property
+    def mlflow_dir(self) -> str:
+        return f"{self.results}/mlflow"
+
+    @property
+    def mlflow_db(self) -> str:
+        """The default MLflow store's database (SQLite: MLflow 3 refuses a new file store)."""
+        return f"{self.mlflow_dir}/mlflow.db"
+
+    @property
+    def mlflow_artifacts(self) -> str:
+        """The default MLflow store's artifact root."""
+        return f"{self.mlflow_dir}/artifacts"
+
+    @property
+    def mlflow_receipt(self) -> str:
+        """What the last MLflow export wrote, and where (any tracking URI): the rule's output."""
+        return f"{self.mlflow_dir}/export.json"
+
+    @property
+    def tensorboard_dir(self) -> str:
+        return f"{self.results}/tensorboard"
 
     @property
     def summary(self) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 from snaketune.schedule import Bracket, bracket, hyperband, successive_halving
 from snaketune.space import SearchSpace
-from snaketune.specs import PackSpec, ReevalSpec, RunSpec, SlotSpec, TrainerSettings, builtin_trainer
+from snaketune.specs import FrontSpec, PackSpec, ReevalSpec, RunSpec, SlotSpec, TrainerSettings, builtin_trainer
 
 
 @dataclass(frozen=True)
@@ -161,6 +161,9 @@ class StudyPlan:
         select = config.get("select") or {}
         self.top_k: int = select.get("top_k", 0)  # 0: the best trial wins, nothing is re-evaluated
         self.reeval_seeds: int = select.get("seeds", 0) if self.top_k else 0
+        final = config.get("final") or {}
+        # final.front: more members of the Pareto front retrained (only with the final retrain)
+        self.front_k: int = final.get("front", 0) if final.get("retrain") else 0
         self._trainer: TrainerSettings | None = None  # trainer_settings()
 
     # trials and their runs
@@ -336,6 +339,22 @@ class StudyPlan:
             folds=self.folds,
         )
 
+    def front_files(self) -> list[str]:
+        return [self.layout.front_file(k) for k in range(self.front_k)]
+
+    def front_spec(self, slot: int) -> FrontSpec:
+        """The retrain of the ``slot``-th front member choose_front wrote: as the winner's (stage
+        final, the member's best epoch count, early stopping as configured)."""
+        return FrontSpec(
+            slot=slot,
+            file=self.layout.front_file(slot),
+            front=self.layout.front,
+            dir=self.layout.front_dir(slot),
+            log=f"{self.layout.front_dir(slot)}/train.log",
+            search_seed=self.search_seed,
+            trainer=self.trainer_settings(),
+        )
+
     @property
     def final_repeats(self) -> int:
         """Retrains of the winner (``final.repeats``); with more than one, each has its own folder."""
@@ -354,6 +373,51 @@ class StudyPlan:
             trainer=self.trainer_settings(),
             params_from=layout.winner,
         )
+
+
+def _bracket_shapes(config: Mapping[str, Any], n: int, rounds: Mapping[int, int]) -> list[tuple[Bracket, int]]:
+    """A schedule's brackets, each with how many times it occurs, for ``n`` configurations (grid
+    size or n_trials) in Bayesian ``rounds`` ({size: count}; one round of n otherwise)."""
+    search = config["search"]
+    method, schedule = search["method"], search["schedule"]
+    R, r0, eta = int(config["search_space"]["epochs"]), search["min_epochs"], search["eta"]
+    if method == "grid" and schedule == "successive_halving":
+        return [(successive_halving(n, r0, R, eta), 1)]
+    if method == "grid":
+        return [(bracket(n, len(b.rungs) - 1, R, eta, b.index), 1) for b in hyperband(r0, R, eta)]
+    if schedule == "hyperband":  # one round of Hyperband's brackets, repeated until n configurations
+        cycle = hyperband(r0, R, eta)
+        repeats = max(1, -(-n // sum(b.n_configs for b in cycle)))
+        return [(b, repeats) for b in cycle]
+    if method == "random":
+        return [(successive_halving(n, r0, R, eta), 1)]
+    return [(successive_halving(size, r0, R, eta), count) for size, count in rounds.items()]  # bayes: a bracket per round
+
+
+def full_budget_trials(config: Mapping[str, Any]) -> int | None:
+    """How many configurations a schedule trains to its largest budget (the last rung of every
+    bracket); None without a schedule. With several objectives only they make the study's front."""
+    if config["search"]["schedule"] == "none":
+        return None
+    n, rounds = _configurations(config)
+    return sum(b.rungs[-1].n * c for b, c in _bracket_shapes(config, n, rounds))
+
+
+def _configurations(config: Mapping[str, Any]) -> tuple[int, dict[int, int]]:
+    """(configurations: the grid's size or n_trials, and the trials per round as {round size: how
+    many rounds of that size}: bayes n_startup, then batches, as bayes.round_sizes without listing
+    the rounds; one round of all otherwise)."""
+    search = config["search"]
+    n = SearchSpace.from_config(config["search_space"]).grid_size() if search["method"] == "grid" else search["n_trials"]
+    if search["method"] != "bayes":
+        return n, {n: 1}
+    first = min(search["n_startup"], n)
+    full, rest = divmod(n - first, search["batch"])
+    rounds: dict[int, int] = {}
+    for size, count in ((first, 1), (search["batch"], full), (rest, int(rest > 0))):
+        if count:
+            rounds[size] = rounds.get(size, 0) + count
+    return n, rounds
 
 
 @dataclass(frozen=True)
@@ -383,16 +447,7 @@ def plan_size(config: Mapping[str, Any]) -> PlanSize:
     search = config["search"]
     method, schedule = search["method"], search["schedule"]
     folds = config["cv"]["folds"]
-    n = SearchSpace.from_config(config["search_space"]).grid_size() if method == "grid" else search["n_trials"]
-    # Trials per round, as {round size: how many rounds of that size} (bayes: n_startup, then batches).
-    rounds = {n: 1}
-    if method == "bayes":  # as bayes.round_sizes, without listing the rounds
-        first = min(search["n_startup"], n)
-        full, rest = divmod(n - first, search["batch"])
-        rounds = {}
-        for size, count in ((first, 1), (search["batch"], full), (rest, int(rest > 0))):
-            if count:
-                rounds[size] = rounds.get(size, 0) + count
+    n, rounds = _configurations(config)
     other = 0
     if schedule == "none":
         trials = n
@@ -402,19 +457,7 @@ def plan_size(config: Mapping[str, Any]) -> PlanSize:
         if method == "bayes":
             other += sum(rounds.values())  # a propose job per round
     else:
-        R, r0, eta = int(config["search_space"]["epochs"]), search["min_epochs"], search["eta"]
-        if method == "grid" and schedule == "successive_halving":
-            brackets = [(successive_halving(n, r0, R, eta), 1)]
-        elif method == "grid":
-            brackets = [(bracket(n, len(b.rungs) - 1, R, eta, b.index), 1) for b in hyperband(r0, R, eta)]
-        elif schedule == "hyperband":  # one round of Hyperband's brackets, repeated until n configurations
-            cycle = hyperband(r0, R, eta)
-            repeats = max(1, -(-n // sum(b.n_configs for b in cycle)))
-            brackets = [(b, repeats) for b in cycle]
-        elif method == "random":
-            brackets = [(successive_halving(n, r0, R, eta), 1)]
-        else:  # bayes with successive halving: a bracket per round
-            brackets = [(successive_halving(size, r0, R, eta), count) for size, count in rounds.items()]
+        brackets = _bracket_shapes(config, n, rounds)
         trials = sum(b.n_configs * c for b, c in brackets)
         search_jobs = sum(sum(r.n for r in b.rungs) * c for b, c in brackets)
         other += sum((len(b.rungs) - 1) * c for b, c in brackets)  # a promote job per later rung
@@ -424,5 +467,5 @@ def plan_size(config: Mapping[str, Any]) -> PlanSize:
     if select.get("top_k"):
         other += select["top_k"] * select["seeds"] * folds
     if final.get("retrain"):
-        other += final.get("repeats", 1)
+        other += final.get("repeats", 1) + final.get("front", 0)
     return PlanSize(trials, search_jobs, other)

@@ -21,7 +21,7 @@ from typing import Any
 
 from snaketune.files import atomic_write_bytes, atomic_write_text, read_json
 from snaketune.layout import Layout, run_name
-from snaketune.records import best_record, is_ok, rank_budget, ranked
+from snaketune.records import as_objective, best_record, is_ok, rank_budget, ranked
 from snaketune.space import Categorical, FloatRange, IntRange, Param, SearchSpace
 from snaketune.trial_files import read_history
 
@@ -86,6 +86,12 @@ def _failed(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return [r for r in records if not is_ok(r)]
 
 
+def _rule(metric: str, direction: str, objective: Any) -> Any:
+    """What ranks the trials: the study's whole objective (several objectives, limits:
+    snaketune.records.Objective) when given, else its metric and direction."""
+    return as_objective(objective) if objective else as_objective(metric, direction)
+
+
 def _is_log(p: Param) -> bool:
     return isinstance(p, (FloatRange, IntRange)) and p.log
 
@@ -113,7 +119,13 @@ def _mark_failed(ax, xs: Sequence[float], n_failed_label: bool = True) -> None:
 
 
 def plot_optimisation_history(
-    path: str | os.PathLike, records: Sequence[Mapping[str, Any]], *, metric: str, direction: str, study: str = ""
+    path: str | os.PathLike,
+    records: Sequence[Mapping[str, Any]],
+    *,
+    metric: str,
+    direction: str,
+    study: str = "",
+    objective: Any = None,
 ) -> None:
     """The objective of every trial in completion order, the best-so-far line, failed trials marked.
 
@@ -172,7 +184,7 @@ def plot_optimisation_history(
         ys = [y for _, y in best_so_far] + [best_so_far[-1][1]]
         suffix = f" at {top:g} epochs" if top is not None else ""
         ax.step(xs, ys, where="post", color="#ff7f0e", linewidth=2, label=f"best so far{suffix}", zorder=4)
-    best = best_record(records, metric, direction)
+    best = best_record(records, _rule(metric, direction, objective))
     if best is not None:
         x = next(i for i, r in enumerate(records) if r is best) + 1
         ax.scatter([x], [best["objective"]], marker="*", s=220, color="#ff7f0e", edgecolor="black", zorder=6)
@@ -251,7 +263,13 @@ def param_axis(p: Param, values: Sequence[Any]) -> _Axis:
 
 
 def plot_parallel_coordinates(
-    path: str | os.PathLike, records: Sequence[Mapping[str, Any]], space: SearchSpace, *, metric: str, direction: str
+    path: str | os.PathLike,
+    records: Sequence[Mapping[str, Any]],
+    space: SearchSpace,
+    *,
+    metric: str,
+    direction: str,
+    objective: Any = None,
 ) -> None:
     """One line per trial through every searched parameter and the objective, coloured by the
     objective (the best trials drawn last, on top). Failed trials are grey dashed lines."""
@@ -285,7 +303,7 @@ def plot_parallel_coordinates(
         ys = [a.position(r["params"][p.name]) for a, p in zip(axes, params)]
         ax.plot(range(len(ys)), ys, color="#bbbbbb", linestyle="--", linewidth=1, marker="x", markersize=5, zorder=1)
     # Worst first, best last: the lines that matter end up on top.
-    for r in reversed(ranked(ok, metric, direction)):
+    for r in reversed(ranked(ok, _rule(metric, direction, objective))):
         ys = [a.position(r["params"][p.name]) for a, p in zip(axes, params)] + [axes[-1].position(r["objective"])]
         ax.plot(range(n), ys, color=cmap(norm(float(r["objective"]))), linewidth=1.6, alpha=0.85, zorder=2)
     for i, a in enumerate(axes):
@@ -356,7 +374,13 @@ def param_importances(
 
 
 def plot_importances(
-    path: str | os.PathLike, records: Sequence[Mapping[str, Any]], space: SearchSpace, *, metric: str, direction: str
+    path: str | os.PathLike,
+    records: Sequence[Mapping[str, Any]],
+    space: SearchSpace,
+    *,
+    metric: str,
+    direction: str,
+    objective: Any = None,
 ) -> None:
     """Horizontal bars: how much of the objective's variation each parameter explains (fANOVA) and
     how much it matters among the top trials (PED-ANOVA), both normalised to sum to 1."""
@@ -411,7 +435,13 @@ def plot_importances(
 
 
 def plot_slices(
-    path: str | os.PathLike, records: Sequence[Mapping[str, Any]], space: SearchSpace, *, metric: str, direction: str
+    path: str | os.PathLike,
+    records: Sequence[Mapping[str, Any]],
+    space: SearchSpace,
+    *,
+    metric: str,
+    direction: str,
+    objective: Any = None,
 ) -> None:
     """The objective against each searched parameter (log x axis for log ranges; categorical values
     side by side), coloured by completion order; failed trials as red crosses at the bottom."""
@@ -434,7 +464,7 @@ def plot_slices(
     cmap = plt.get_cmap("Blues")
     norm = mpl.colors.Normalize(vmin=-0.3 * len(records), vmax=max(len(records) - 1, 1))
     ok = _ok(records)
-    best = best_record(records, metric, direction)
+    best = best_record(records, _rule(metric, direction, objective))
     rng = np.random.default_rng(0)
     for k, p in enumerate(params):
         ax = axs[k // ncols][k % ncols]
@@ -554,11 +584,12 @@ def learning_curves(
     direction: str,
     top: int = 5,
     final: bool = False,
+    objective: Any = None,
 ) -> list[Curve]:
     """The curves of the ``top`` best trials (every fold with cross-validation) and, with ``final``,
     of the final retrain, from their ``history.csv`` files; runs without one are left out."""
     curves = []
-    for r in ranked(records, metric, direction, ok_only=True)[:top]:
+    for r in ranked(records, _rule(metric, direction, objective), ok_only=True)[:top]:
         files = layout.trial_history_files(r)
         rung_ends = []
         if r.get("rung"):
@@ -751,11 +782,13 @@ def write_trials_html(tsv: str | os.PathLike, out: str | os.PathLike, *, study: 
         header = next(reader, [])
         rows = [dict(zip(header, r)) for r in reader]
     n_ok = sum(r.get("status") == "ok" for r in rows)
+    n_beyond = sum(r.get("status") == "infeasible" for r in rows)
+    counts = f"{n_ok} ok, " + (f"{n_beyond} beyond a limit, " if n_beyond else "") + f"{len(rows) - n_ok - n_beyond} failed"
     lines = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{html.escape(study)}: trials</title><style>{_TABLE_CSS}</style></head><body>",
-        f"<h1>{html.escape(study)}: {len(rows)} trials, {n_ok} ok, {len(rows) - n_ok} failed</h1>",
+        f"<h1>{html.escape(study)}: {len(rows)} trials, {counts}</h1>",
         f"<p>Best first by {html.escape(metric)} ({html.escape(direction)}); the same rows as "
         f"<code>results/{html.escape(study)}/trials.tsv</code>.</p>",
         "<table><thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in header) + "</tr></thead><tbody>",
@@ -766,3 +799,119 @@ def write_trials_html(tsv: str | os.PathLike, out: str | os.PathLike, *, study: 
         lines.append(f'<tr class="{cls}">{cells}</tr>' if cls else f"<tr>{cells}</tr>")
     lines += ["</tbody></table>", "</body></html>", ""]
     atomic_write_text(out, "\n".join(lines))
+
+
+# -- several objectives ------------------------------------------------------------------------------
+
+
+def _judged(records: Sequence[Mapping[str, Any]], objective: Any) -> list[tuple[Mapping[str, Any], Any, int | None]]:
+    """(record, standing, Pareto rank) of each record at the ranked budget (every record without a
+    schedule), in completion order."""
+    from snaketune.records import standings
+
+    budget = rank_budget(records)
+    if budget is not None:
+        records = [r for r in records if r.get("budget") == budget]
+    return [(r, s, rank) for r, (_, s, rank) in zip(records, standings(records, objective))]
+
+
+def plot_pareto_front(path: str | os.PathLike, records: Sequence[Mapping[str, Any]], objective: Any, *, study: str = "") -> None:
+    """The trials in the plane of two objectives (every pair of them for three or more): the
+    Pareto front highlighted and joined, trials beyond a limit as grey crosses, the winner (the
+    table's first row) as a star."""
+    from snaketune.records import FEASIBLE, INFEASIBLE, best_record
+
+    judged = _judged(records, objective)
+    feasible = [(r, s, rank) for r, s, rank in judged if s.status == FEASIBLE]
+    if not feasible:
+        message_figure(path, "Pareto front", "No trial succeeded within the limits yet: there is no front to draw.")
+        return
+    beyond = [(r, s) for r, s, _ in judged if s.status == INFEASIBLE]
+    best = best_record([r for r, _, _ in judged], objective)
+    m = len(objective.metrics)
+    pairs = [(i, j) for i in range(m) for j in range(i + 1, m)]
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(pairs), figsize=(6.4 * len(pairs), 4.6), squeeze=False)
+    for ax, (i, j) in zip(axes[0], pairs):
+        rest = [(s.values[i], s.values[j]) for _, s, rank in feasible if rank != 0]
+        front = sorted((s.values[i], s.values[j]) for _, s, rank in feasible if rank == 0)
+        if rest:
+            ax.scatter(*zip(*rest), s=22, color="#9ecae1", label=f"dominated ({len(rest)})", zorder=2)
+        ax.scatter(*zip(*front), s=40, color="#08519c", label=f"Pareto front ({len(front)})", zorder=4)
+        if len(front) > 1:
+            ax.plot(*zip(*front), color="#08519c", linewidth=1, zorder=3)
+        if beyond:
+            ax.scatter(
+                [s.values[i] for _, s in beyond],
+                [s.values[j] for _, s in beyond],
+                marker="x",
+                color="#888888",
+                label=f"beyond a limit ({len(beyond)})",
+                zorder=2,
+            )
+        if best is not None:
+            s = objective.standing(best)
+            ax.scatter(
+                [s.values[i]],
+                [s.values[j]],
+                marker="*",
+                s=260,
+                color="#ff7f0e",
+                edgecolor="black",
+                zorder=6,
+                label=f"chosen: {best['trial']}",
+            )
+        for axis, k in (("x", i), ("y", j)):
+            arrow = "↑" if objective.directions[k] == "maximize" else "↓"
+            getattr(ax, f"set_{axis}label")(f"{_text(objective.metrics[k])} ({arrow} better)")
+        for lim in objective.limits:  # a limit on a plotted objective: where it lies
+            for k, line in ((i, ax.axvline), (j, ax.axhline)):
+                if lim.metric == objective.metrics[k]:
+                    for bound in (lim.min, lim.max):
+                        if bound is not None:
+                            line(bound, color="#888888", linestyle="--", linewidth=1, zorder=1)
+        values = [s.values[j] for _, s, _ in feasible] + [s.values[j] for _, s in beyond]
+        if min(values) > 0 and max(values) / min(values) > 30:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+    fig.suptitle(_text(f"{study}: trials in the objectives' plane" if study else "Pareto front"))
+    _save(fig, path)
+
+
+def plot_hypervolume_history(
+    path: str | os.PathLike, records: Sequence[Mapping[str, Any]], objective: Any, *, study: str = ""
+) -> None:
+    """The hypervolume dominated by the feasible trials finished so far, against the number of
+    trials finished (completion order): how the front grew. The reference point is each
+    objective's worst feasible value over the whole study, moved by a tenth of its range
+    (:func:`snaketune.pareto.reference_point`), and each objective is scaled from its best value
+    (0) to the reference (1), so the curve reads as the share of that box the front dominates."""
+    from snaketune.pareto import hypervolume, reference_point
+    from snaketune.records import FEASIBLE
+
+    judged = _judged(records, objective)
+    points = [(n, objective.losses(s.values)) for n, (_, s, _) in enumerate(judged, 1) if s.status == FEASIBLE]
+    if len(points) < 2:
+        message_figure(path, "Hypervolume", "Fewer than two trials succeeded within the limits: the front has not grown yet.")
+        return
+    # Each objective scaled so that its best value is 0 and the reference point 1: the hypervolume
+    # is then the share of that box the front dominates, whatever the objectives' units.
+    ref = reference_point([p for _, p in points])
+    ideal = [min(p[k] for _, p in points) for k in range(len(ref))]
+    xs, ys, seen = [], [], []
+    for n, p in points:
+        seen.append([(v - lo) / (r - lo) for v, lo, r in zip(p, ideal, ref)])
+        xs.append(n)
+        ys.append(hypervolume(seen, [1.0] * len(ref)))
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    ax.step(xs + [len(judged)], ys + ys[-1:], where="post", color="#08519c")
+    ax.scatter(xs, ys, s=14, color="#08519c", zorder=3)
+    ax.set_xlabel("trials finished")
+    ax.set_ylabel("hypervolume of the front so far\n(share of the box from the best values to the reference)")
+    ax.set_title(
+        _text(f"{study}: hypervolume over trials ({', '.join(objective.metrics)})" if study else "hypervolume over trials")
+    )
+    ax.grid(alpha=0.3)
+    _save(fig, path)

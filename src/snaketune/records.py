@@ -16,10 +16,12 @@ from __future__ import annotations
 import math
 import os
 import statistics
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from snaketune.errors import suggest
 from snaketune.files import read_json
 
 # -- naming ------------------------------------------------------------------------------------------
@@ -55,11 +57,214 @@ def tiebreak_metric(metric: str) -> str | None:
     return None
 
 
+# -- the objective -----------------------------------------------------------------------------------
+
+DIRECTIONS = ("maximize", "minimize")
+# Where a trial stands once the objective has judged it (the trials table's `status`): ok and within
+# every limit; ok but beyond a limit of objective.constraints; or failed (the trainer failed, or its
+# metrics lack an objective or a constrained metric).
+FEASIBLE, INFEASIBLE, FAILED = "ok", "infeasible", "failed"
+
+
+def _scale(bound: float) -> float:
+    """What a limit's excess is measured in: the bound's size, or 1 for a bound of 0 (an absolute
+    excess, rather than one divided by almost nothing that would outweigh every other limit)."""
+    return abs(bound) if bound != 0 else 1.0
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A hard limit on a metric the trainer writes (``objective.constraints``): ``min <= value <= max``."""
+
+    metric: str
+    min: float | None = None
+    max: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.min is None and self.max is None:
+            raise ValueError(f"the limit on {self.metric} needs `min`, `max` or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"the limit on {self.metric} can never hold: min {self.min:g} > max {self.max:g}")
+
+    def excess(self, value: float) -> float:
+        """How far ``value`` lies beyond the limit (0 within it), as a fraction of the bound's size,
+        so that limits on metrics of different scales add up."""
+        if self.max is not None and value > self.max:
+            return (value - self.max) / _scale(self.max)
+        if self.min is not None and value < self.min:
+            return (self.min - value) / _scale(self.min)
+        return 0.0
+
+    def slack(self, value: float) -> float:
+        """Optuna's constraint value: <= 0 within the limit, the distance beyond it otherwise."""
+        return max(
+            value - self.max if self.max is not None else -math.inf, self.min - value if self.min is not None else -math.inf
+        )
+
+    def broken(self, value: float) -> str:
+        """What a value beyond the limit breaks: ``n_parameters = 61034 > max 50000``."""
+        if self.max is not None and value > self.max:
+            return f"{self.metric} = {value:g} > max {self.max:g}"
+        return f"{self.metric} = {value:g} < min {self.min:g}"
+
+    def __str__(self) -> str:
+        if self.min is not None and self.max is not None:
+            return f"{self.min:g} <= {self.metric} <= {self.max:g}"
+        return f"{self.metric} <= {self.max:g}" if self.max is not None else f"{self.metric} >= {self.min:g}"
+
+
+@dataclass(frozen=True)
+class Standing:
+    """How the objective judges one trial: its status (FEASIBLE, INFEASIBLE or FAILED), its objective
+    values (``values``, None when failed), the limits' total excess and why it is not feasible."""
+
+    status: str
+    values: tuple[float, ...] | None = None
+    excess: float = 0.0
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What "best" means: one metric and direction (the simple case), or several (a Pareto front),
+    and hard limits on any metric (``objective.constraints``). The first metric is the trainer's
+    objective (early stopping, the table's ``objective`` column, the final stage's test score);
+    the others and the limits are read from the trial's metrics when trials are ranked, so adding
+    one retrains nothing.
+
+    >>> o = Objective.from_config({"metric": "val_accuracy", "direction": "maximize",
+    ...                            "also": {"n_parameters": "minimize"}, "constraints": {"n_parameters": {"max": 500}}})
+    >>> o.standing({"status": "ok", "objective": 0.9, "metrics": {"n_parameters": 700}}).reason
+    'n_parameters = 700 > max 500'
+    """
+
+    metrics: tuple[str, ...]
+    directions: tuple[str, ...]
+    limits: tuple[Limit, ...] = ()
+
+    def __post_init__(self) -> None:
+        for d in self.directions:
+            if d not in DIRECTIONS:
+                raise ValueError(f"direction must be 'maximize' or 'minimize', but got {d!r}")
+        if len(self.metrics) != len(self.directions) or not self.metrics:
+            raise ValueError(f"every objective needs a direction: metrics {self.metrics}, directions {self.directions}")
+        if len(set(self.metrics)) != len(self.metrics):
+            raise ValueError(f"an objective is listed twice: {', '.join(self.metrics)}")
+
+    @classmethod
+    def single(cls, metric: str, direction: str) -> Objective:
+        return cls((metric,), (direction,))
+
+    @classmethod
+    def from_config(cls, objective: Mapping[str, Any]) -> Objective:
+        """From the config's ``objective`` mapping: ``metric``, ``direction``, optional ``also``
+        (further metrics, each with its direction, in order) and ``constraints`` (metric: {min, max})."""
+        also = dict(objective.get("also") or {})
+        limits = tuple(Limit(m, b.get("min"), b.get("max")) for m, b in (objective.get("constraints") or {}).items())
+        return cls((objective["metric"], *also), (objective["direction"], *also.values()), limits)
+
+    def config(self) -> dict[str, Any]:
+        """The config's ``objective`` mapping of this objective (:meth:`from_config` reads it back)."""
+        out: dict[str, Any] = {"metric": self.metric, "direction": self.direction}
+        if self.multi:
+            out["also"] = dict(zip(self.metrics[1:], self.directions[1:]))
+        if self.limits:
+            out["constraints"] = {
+                lim.metric: {k: v for k, v in (("min", lim.min), ("max", lim.max)) if v is not None} for lim in self.limits
+            }
+        return out
+
+    @property
+    def metric(self) -> str:
+        return self.metrics[0]
+
+    @property
+    def direction(self) -> str:
+        return self.directions[0]
+
+    @property
+    def multi(self) -> bool:
+        """Several objectives: trials are ranked by Pareto rank, and there is a front."""
+        return len(self.metrics) > 1
+
+    @property
+    def simple(self) -> bool:
+        """One objective and no limits: ranking as it always was."""
+        return not self.multi and not self.limits
+
+    def standing(self, record: Mapping[str, Any]) -> Standing:
+        """Judge a record or table row: failed (with its own reason, or the objective or limited metric
+        its metrics lack), infeasible (beyond a limit: which one and by how much), else feasible."""
+        # A table row already judged beyond a limit (status "infeasible") is judged again.
+        judged_before = record.get("status") == INFEASIBLE and _number(record.get("objective")) is not None
+        if not is_ok(record) and not judged_before:
+            return Standing(FAILED, reason=record.get("reason") or record.get("error") or None)
+        values = [float(record["objective"])]
+        for m in self.metrics[1:]:
+            v = _number(_field(record, m))
+            if v is None:
+                return Standing(FAILED, reason=f"metrics.json has no finite {m} (objective.also)")
+            values.append(v)
+        excess, broken = 0.0, []
+        for lim in self.limits:
+            v = _number(_field(record, lim.metric))
+            if v is None:
+                return Standing(FAILED, reason=f"metrics.json has no finite {lim.metric} (objective.constraints)")
+            if lim.excess(v) > 0:
+                excess += lim.excess(v)
+                broken.append(lim.broken(v))
+        if broken:
+            return Standing(INFEASIBLE, tuple(values), excess, "; ".join(broken))
+        return Standing(FEASIBLE, tuple(values))
+
+    def losses(self, values: Sequence[float]) -> list[float]:
+        """Objective values turned so that lower is better (maximised ones negated): Pareto maths' input."""
+        return [-v if d == "maximize" else v for v, d in zip(values, self.directions)]
+
+    def slacks(self, record: Mapping[str, Any]) -> dict[str, float]:
+        """Optuna's constraint values of a successful record: per limit, <= 0 within it (a metric
+        the record lacks: infinitely far beyond)."""
+        out = {}
+        for lim in self.limits:
+            value = _number(_field(record, lim.metric))
+            out[str(lim)] = math.inf if value is None else lim.slack(value)
+        return out
+
+
+def as_objective(objective: Objective | Mapping[str, Any] | str, direction: str | None = None) -> Objective:
+    """An :class:`Objective` from an Objective, a config's ``objective`` mapping, or (one metric)
+    a metric name and its direction: the ranking functions take any of the three."""
+    if isinstance(objective, Objective):
+        return objective
+    if isinstance(objective, Mapping):
+        return Objective.from_config(objective)
+    if direction is None:
+        raise TypeError(f"a metric name ({objective!r}) needs its direction")
+    return Objective.single(objective, direction)
+
+
+def rule_params(objective: Mapping[str, Any]) -> dict[str, Any]:
+    """What a rule passes on besides ``metric`` and ``direction``: ``objectives`` (the whole objective)
+    only when there are several objectives or limits. A single objective adds nothing, so the rules
+    of a study made before objective.also and objective.constraints existed keep their params and
+    Snakemake reruns none of their jobs."""
+    o = Objective.from_config(objective)
+    return {} if o.simple else {"objectives": o.config()}
+
+
+def from_rule_params(params: Mapping[str, Any], metric: str | None = None) -> Objective:
+    """The objective a job's params name (:func:`rule_params`, plus ``metric`` and ``direction``)."""
+    full = params.get("objectives") if hasattr(params, "get") else None
+    if full:
+        return Objective.from_config(full)
+    return Objective.single(metric or params.get("metric"), params.get("direction"))
+
+
 # -- ranking -----------------------------------------------------------------------------------------
 
 
 class NoSuccessfulTrial(RuntimeError):
-    """Every trial failed; the message lists why."""
+    """Every trial failed (or broke a limit); the message lists why."""
 
 
 def _number(v: Any) -> float | None:
@@ -86,76 +291,140 @@ def is_ok(record: Mapping[str, Any]) -> bool:
     return record.get("status") == "ok" and _number(record.get("objective")) is not None
 
 
-def rank_key(metric: str, direction: str) -> Callable[[int, Mapping[str, Any]], tuple]:
-    """The sort key of (position, record), best first. The one ranking rule of snaketune:
+_CLASS = {FEASIBLE: 0, INFEASIBLE: 1, FAILED: 2}
 
-    1. successful trials before failed ones (failed ones keep their order);
+
+def standings(records: Sequence[Mapping[str, Any]], objective: Objective) -> list[tuple[tuple, Standing, int | None]]:
+    """(sort key, standing, Pareto rank) of each record, in input order. The one ranking rule of
+    snaketune, best first:
+
+    1. feasible trials, then those beyond a limit of ``objective.constraints`` (the smaller their
+       total excess, the better), then failed ones (in their order);
     2. with a multi-fidelity schedule, a score at a larger ``budget`` outranks any score at a
        smaller one (a trial stopped early is not comparable with one trained to the end);
-    3. the objective, in ``direction`` (``maximize`` or ``minimize``);
-    4. robustness: for an accuracy-like objective ``X_accuracy``, the lower ``X_loss`` (equal
+    3. with several objectives, the Pareto rank among the feasible trials of the same budget
+       (0 = the non-dominated front; :func:`snaketune.pareto.nondomination_ranks`);
+    4. the (first) objective, in its direction;
+    5. robustness: for an accuracy-like objective ``X_accuracy``, the lower ``X_loss`` (equal
        accuracies are common on small validation sets; the loss says which one is more sure);
        a missing loss ranks after a present one;
-    5. the record's position in the input (earlier first).
+    6. the record's position in the input (earlier first).
+
+    The Pareto rank is None for a trial off the ranking (infeasible, failed) and with one objective.
     """
-    if direction not in ("maximize", "minimize"):
-        raise ValueError(f"direction must be 'maximize' or 'minimize', but got {direction!r}")
-    tiebreak = tiebreak_metric(metric)
-    sign = -1.0 if direction == "maximize" else 1.0
+    tiebreak = tiebreak_metric(objective.metric)
+    sign = -1.0 if objective.direction == "maximize" else 1.0
+    judged = [objective.standing(r) for r in records]
+    pareto: list[int | None] = [None] * len(records)
+    if objective.multi:
+        by_budget: dict[float, list[int]] = {}
+        for i, (r, s) in enumerate(zip(records, judged)):
+            if s.status == FEASIBLE:
+                by_budget.setdefault(_number(r.get("budget")) or 0.0, []).append(i)
+        from snaketune.pareto import nondomination_ranks
 
-    def key(position: int, record: Mapping[str, Any]) -> tuple:
-        if not is_ok(record):
-            return (1, 0.0, 0.0, 0.0, position)
-        budget = _number(record.get("budget")) or 0.0
-        loss = _number(_field(record, tiebreak)) if tiebreak else None
-        return (0, -budget, sign * float(record["objective"]), math.inf if loss is None else loss, position)
-
-    return key
+        for group in by_budget.values():
+            for i, rank in zip(group, nondomination_ranks([objective.losses(judged[i].values) for i in group])):
+                pareto[i] = rank
+    out = []
+    for position, (r, s) in enumerate(zip(records, judged)):
+        if s.status == FAILED:
+            key: tuple = (2, 0.0, 0.0, 0, 0.0, 0.0, position)
+        else:
+            budget = _number(r.get("budget")) or 0.0
+            loss = _number(_field(r, tiebreak)) if tiebreak else None
+            key = (
+                _CLASS[s.status],
+                -budget,
+                s.excess,
+                pareto[position] or 0,
+                sign * s.values[0],
+                math.inf if loss is None else loss,
+                position,
+            )
+        out.append((key, s, pareto[position]))
+    return out
 
 
 def ranked(
-    records: Iterable[Mapping[str, Any]], metric: str, direction: str, *, ok_only: bool = False
+    records: Iterable[Mapping[str, Any]],
+    objective: Objective | Mapping[str, Any] | str,
+    direction: str | None = None,
+    *,
+    ok_only: bool = False,
 ) -> list[Mapping[str, Any]]:
-    """``records`` best first by :func:`rank_key` (failed last, or left out with ``ok_only``)."""
-    key = rank_key(metric, direction)
-    order = sorted(enumerate(records), key=lambda item: key(*item))
-    return [r for _, r in order if not ok_only or is_ok(r)]
+    """``records`` best first by :func:`standings` (failed last, or left out with ``ok_only``;
+    trials beyond a limit stay, after the feasible ones). ``objective``: an :class:`Objective`,
+    a config's ``objective`` mapping, or a metric name with its ``direction``."""
+    records = list(records)
+    judged = standings(records, as_objective(objective, direction))
+    order = sorted(range(len(records)), key=lambda i: judged[i][0])
+    return [records[i] for i in order if not ok_only or judged[i][1].status != FAILED]
 
 
-def best_record(records: Iterable[Mapping[str, Any]], metric: str, direction: str) -> Mapping[str, Any] | None:
-    """The best successful record (the first row of trials.tsv), or None when no trial succeeded."""
-    key = rank_key(metric, direction)
-    best = min(enumerate(records), key=lambda item: key(*item), default=None)
-    return best[1] if best is not None and is_ok(best[1]) else None
+def best_record(
+    records: Iterable[Mapping[str, Any]], objective: Objective | Mapping[str, Any] | str, direction: str | None = None
+) -> Mapping[str, Any] | None:
+    """The best feasible record (the first row of trials.tsv), or None when no trial succeeded
+    within the limits."""
+    records = list(records)
+    judged = standings(records, as_objective(objective, direction))
+    if not judged:
+        return None
+    i = min(range(len(records)), key=lambda i: judged[i][0])
+    return records[i] if judged[i][1].status == FEASIBLE else None
+
+
+def pareto_front(records: Iterable[Mapping[str, Any]], objective: Objective) -> list[Mapping[str, Any]]:
+    """The feasible trials no other feasible trial of the ranked budget dominates, best first by
+    the first objective (with one objective: the best trial)."""
+    records = list(records)
+    judged = standings(records, objective)
+    order = sorted(range(len(records)), key=lambda i: judged[i][0])
+    if not order or judged[order[0]][1].status != FEASIBLE:
+        return []
+    top_budget = judged[order[0]][0][1]
+    return [
+        records[i]
+        for i in order
+        if judged[i][1].status == FEASIBLE and judged[i][0][1] == top_budget and (judged[i][2] or 0) == 0
+    ][: None if objective.multi else 1]
 
 
 def select_best(
-    rows: Sequence[Mapping[str, Any]], metric: str, direction: str, *, reevaluated: Sequence[str] | None = None
+    rows: Sequence[Mapping[str, Any]],
+    objective: Objective | Mapping[str, Any] | str,
+    direction: str | None = None,
+    *,
+    reevaluated: Sequence[str] | None = None,
 ) -> Mapping[str, Any]:
-    """The best successful row or record; raise NoSuccessfulTrial listing the reasons when there is none.
+    """The best feasible row or record; raise NoSuccessfulTrial listing the reasons when there is none.
 
     ``reevaluated`` (select.top_k): the trials run again with extra seeds, in their search ranking;
     only they can win, ranked by their mean over the seeds (:func:`by_seed_mean`) with the same rule.
     """
+    objective = as_objective(objective, direction)
     if reevaluated is not None:
         by_trial = {r.get("trial"): r for r in rows}
         candidates = [by_seed_mean(by_trial[t]) for t in reevaluated if t in by_trial]
-        best = best_record(candidates, metric, direction)
+        best = best_record(candidates, objective)
         if best is None:
-            _no_success(candidates, "re-evaluated trials have no mean (a seed failed)")
+            _no_success(candidates, objective, "re-evaluated trials have no mean within the limits (a seed failed)")
         return by_trial[best["trial"]]
-    best = best_record(rows, metric, direction)
+    best = best_record(rows, objective)
     if best is None:
-        _no_success(rows, "trials failed")
+        _no_success(rows, objective, "trials failed" if not objective.limits else "trials failed or broke a limit")
     return best
 
 
-def _no_success(rows: Sequence[Mapping[str, Any]], what: str) -> None:
-    reasons = "\n".join(f"  {r.get('trial')}: {r.get('error') or r.get('reason') or 'no objective'}" for r in rows[:50])
+def _no_success(rows: Sequence[Mapping[str, Any]], objective: Objective, what: str) -> None:
+    judged = [objective.standing(r) for r in rows]
+    reasons = "\n".join(f"  {r.get('trial')}: {s.reason or 'no objective'}" for r, s in list(zip(rows, judged))[:50])
     more = f"\n  ... and {len(rows) - 50} more" if len(rows) > 50 else ""
+    limits = f" Limits (objective.constraints): {'; '.join(map(str, objective.limits))}." if objective.limits else ""
     raise NoSuccessfulTrial(
         f"all {len(rows)} {what}, so there is no best configuration. Reasons:\n{reasons}{more}\n"
-        "Fix the trainer or the search space; the trials' logs are in the table's `log` column."
+        f"Fix the trainer or the search space; the trials' logs are in the table's `log` column.{limits}"
     )
 
 
@@ -176,17 +445,30 @@ def by_seed_mean(record: Mapping[str, Any]) -> dict[str, Any]:
 
 def best_document(
     records: Sequence[Mapping[str, Any]],
-    metric: str,
-    direction: str,
+    objective: Objective | Mapping[str, Any] | str,
+    direction: str | None = None,
     *,
     study: str,
     reevaluated: Sequence[str] | None = None,
+    trial: str | None = None,
 ) -> dict[str, Any]:
     """What ``select/winner.yaml`` (the first part of ``best.yaml``) holds: the chosen trial (:func:`select_best`), its parameters, score and best
     epoch (the final retrain trains that many epochs). With ``reevaluated`` (select.top_k) the score
     is the mean over the seeds, the best epoch the rounded mean of the seeds' best epochs, and the
-    document lists the seeds' values and every re-evaluated trial's mean, best first."""
-    best = select_best(records, metric, direction, reevaluated=reevaluated)
+    document lists the seeds' values and every re-evaluated trial's mean, best first.
+
+    With several objectives the chosen trial is the table's first row: on the Pareto front, within
+    the limits, with the best first objective; the document adds every objective's value, the
+    size of the front and the rule. ``trial`` (select.trial) names the trial to choose instead: it
+    must have succeeded (a trial beyond a limit may be named; the document says which limit)."""
+    objective = as_objective(objective, direction)
+    metric, direction = objective.metric, objective.direction
+    if trial is not None:
+        best = _named(records, trial, objective)
+        chosen_by = f"named by select.trial ({trial})"
+    else:
+        best = select_best(records, objective, reevaluated=reevaluated)
+        chosen_by = None
     metrics = best["metrics"]
     doc: dict[str, Any] = {
         "study": study,
@@ -200,10 +482,23 @@ def best_document(
         "n_trials": len(records),
         "n_ok": sum(r["status"] == "ok" for r in records),
     }
+    if not objective.simple:
+        judged = [objective.standing(r) for r in records]
+        doc["n_feasible"] = sum(s.status == FEASIBLE for s in judged)
+        standing = objective.standing(best)
+        if standing.status == INFEASIBLE:
+            doc["infeasible"] = standing.reason
+    if objective.multi:
+        doc["objectives"] = {m: v for m, v in zip(objective.metrics, objective.standing(best).values or ())}
+        doc["directions"] = dict(zip(objective.metrics, objective.directions))
+        doc["front_size"] = len(pareto_front(records, objective))
+        chosen_by = chosen_by or f"the Pareto front's best {metric} within the limits"
+    if chosen_by:
+        doc["chosen_by"] = chosen_by
     if reevaluated is None:
         return doc
     by_trial = {r["trial"]: r for r in records}
-    views = ranked([by_seed_mean(by_trial[t]) for t in reevaluated if t in by_trial], metric, direction)
+    views = ranked([by_seed_mean(by_trial[t]) for t in reevaluated if t in by_trial], objective)
     doc.update(
         chosen_by=f"the best mean {metric} over {best['seeds']} seeds among the top {len(reevaluated)} trials",
         value=best["objective_mean"],
@@ -220,6 +515,24 @@ def best_document(
         ],
     )
     return doc
+
+
+def _named(records: Sequence[Mapping[str, Any]], trial: str, objective: Objective) -> Mapping[str, Any]:
+    """The record of the trial ``select.trial`` names; it must exist and have succeeded."""
+    by_trial = {r.get("trial"): r for r in records}
+    if trial not in by_trial:
+        ids = [str(t) for t in by_trial]
+        shown = ", ".join(ids[:10]) + (f", ... ({len(ids)} in all)" if len(ids) > 10 else "")
+        raise NoSuccessfulTrial(
+            f"config key `select.trial`: the study has no trial {trial!r}{suggest(trial, ids)}; its trials: {shown}"
+        )
+    record = by_trial[trial]
+    standing = objective.standing(record)
+    if standing.status == FAILED:
+        raise NoSuccessfulTrial(
+            f"config key `select.trial`: trial {trial} failed ({standing.reason}); name a trial that succeeded"
+        )
+    return record
 
 
 def rank_budget(records: Iterable[Mapping[str, Any]], min_count: int = 1) -> Any:

@@ -24,12 +24,14 @@ from snaketune.runner import run_into_slot
 from snaketune.specs import ReevalSpec, RunSpec
 
 
-def top_trials(records: Sequence[Mapping[str, Any]], k: int, metric: str, direction: str) -> list[dict[str, Any]]:
+def top_trials(
+    records: Sequence[Mapping[str, Any]], k: int, objective: Any, direction: str | None = None
+) -> list[dict[str, Any]]:
     """The ``k`` best successful trials, best first (the study's one ranking rule), with their
     parameters and search score: what ``select/top.yaml`` lists."""
     return [
         {"trial": r["trial"], "objective": r["objective"], "params": r["params"]}
-        for r in ranked(records, metric, direction, ok_only=True)[:k]
+        for r in ranked(records, objective, direction, ok_only=True)[:k]
     ]
 
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from snaketune.records import ranked
+from snaketune.records import FEASIBLE, Objective, Standing, as_objective, ranked, standings
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,43 @@ def schedule_epochs(brackets: Sequence[Bracket]) -> int:
     return total
 
 
-def promote(records: Sequence[Mapping[str, Any]], n: int, metric: str, direction: str) -> list[str]:
-    """The ``n`` best successful trials of a rung, best first, by the study's one ranking rule
-    (``records.rank_key``: equal accuracies are told apart by the loss, then by trial order)."""
-    return [r["trial"] for r in ranked(records, metric, direction, ok_only=True)[:n]]
+def promote(
+    records: Sequence[Mapping[str, Any]], n: int, objective: Objective | Mapping[str, Any] | str, direction: str | None = None
+) -> list[str]:
+    """The ``n`` trials of a rung that go on, by the study's one ranking rule (``records.standings``:
+    equal accuracies are told apart by the loss, then by trial order); trials beyond a limit of
+    objective.constraints only when too few are within the limits, the smallest excess first.
+
+    With several objectives (objective.also) the first ``n`` of :func:`spread_order`: the rung's
+    trials within the limits go on front by front, and of the first front that does not fit whole,
+    those that crowd it least, so the survivors spread along the front instead of crowding around
+    the first objective's best."""
+    return spread_order(records, objective, direction)[:n]
+
+
+def spread_order(
+    records: Sequence[Mapping[str, Any]], objective: Objective | Mapping[str, Any] | str, direction: str | None = None
+) -> list[str]:
+    """The successful trials, in the order they go on. One objective: best first. Several: the
+    trials within the limits front by front (Pareto rank 0 first), each front in NSGA-II's
+    crowding-distance order (:func:`snaketune.pareto.crowding_order`: its two ends first, then the
+    points in its widest gaps, whatever the objectives' scales), then those beyond a limit, the
+    smallest excess first."""
+    objective = as_objective(objective, direction)
+    best_first = ranked(records, objective, ok_only=True)
+    if not objective.multi:
+        return [r["trial"] for r in best_first]
+    from snaketune.pareto import crowding_order
+
+    fronts: dict[int, list[tuple[Mapping[str, Any], Standing]]] = {}
+    beyond: list[Mapping[str, Any]] = []
+    for r, (_, standing, rank) in zip(best_first, standings(best_first, objective)):
+        if standing.status == FEASIBLE:
+            fronts.setdefault(rank or 0, []).append((r, standing))
+        else:
+            beyond.append(r)
+    order: list[Mapping[str, Any]] = []
+    for rank in sorted(fronts):
+        front = fronts[rank]
+        order += [front[i][0] for i in crowding_order([objective.losses(s.values) for _, s in front])]
+    return [r["trial"] for r in order + beyond]

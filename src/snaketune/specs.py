@@ -11,7 +11,9 @@ Four kinds, told apart by their ``kind`` field:
 * :class:`SlotSpec` (``slot``): one slot of a multi-fidelity rung, filled at run time by the
   ``promote`` job (rung 0's slots hold the bracket's own runs);
 * :class:`ReevalSpec` (``reeval``): one re-run, with an extra seed, of one of the top trials the
-  ``choose_top`` job chose (``select.top_k``).
+  ``choose_top`` job chose (``select.top_k``);
+* :class:`FrontSpec` (``front``): the final retrain of one more member of the Pareto front, the
+  ``slot``-th that the ``choose_front`` job chose (``final.front``).
 """
 
 from __future__ import annotations
@@ -119,7 +121,22 @@ class ReevalSpec:
     kind: str = field(default="reeval", init=False)
 
 
-Spec = RunSpec | PackSpec | SlotSpec | ReevalSpec
+@dataclass(frozen=True)
+class FrontSpec:
+    """The ``slot``-th configuration the ``choose_front`` job wrote to ``front``, retrained as the
+    winner is (stage final, its best epoch count) in ``dir``; its record goes to ``file``."""
+
+    slot: int
+    file: str  # the retrain's record (its result, or `skipped`)
+    front: str  # the choose_front job's file
+    dir: str
+    log: str
+    search_seed: int  # the retrain's seed is the member's own (snaketune.front.front_run)
+    trainer: TrainerSettings
+    kind: str = field(default="front", init=False)
+
+
+Spec = RunSpec | PackSpec | SlotSpec | ReevalSpec | FrontSpec
 
 
 def to_json(spec: Spec) -> str:
@@ -177,4 +194,6 @@ def from_json(text: str) -> Spec:
         return _build(SlotSpec, {**data, "trainer": TrainerSettings(**data["trainer"]), "first": first})
     if kind == "reeval":
         return _build(ReevalSpec, {**data, "trainer": TrainerSettings(**data["trainer"])})
-    raise ValueError(f"unknown spec kind {kind!r}; valid: run, pack, slot, reeval")
+    if kind == "front":
+        return _build(FrontSpec, {**data, "trainer": TrainerSettings(**data["trainer"])})
+    raise ValueError(f"unknown spec kind {kind!r}; valid: run, pack, slot, reeval, front")

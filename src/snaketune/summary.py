@@ -1,9 +1,11 @@
 """The end-of-run summary: best parameters, scores, trial counts, where things are, what to run next.
 
-One function writes the text; the workflow prints it when a run succeeds (``onsuccess``) and the
-``summarise`` job writes it to ``summary.txt``, next to ``best.yaml`` (:func:`answer`: the same
-facts for programs). It reads only small files that exist (``select/winner.yaml``,
-``final/metrics.json``, ``trials.tsv``), so it also works on a half-finished study::
+One function gathers the rows (:func:`summary_rows`); the workflow prints them when a run succeeds
+(``onsuccess``), the ``summarise`` job writes them to ``summary.txt``, next to ``best.yaml``
+(:func:`answer`: the same facts for programs), and the ``answer_page`` job shows those that are
+results on the page the report opens on (:func:`answer_html`). It reads only small files that
+exist (``select/winner.yaml``, ``final/metrics.json``, ``trials.tsv``), so it also works on a
+half-finished study::
 
     python workflow/scripts/summarise.py --results results/seed-grid
 """
@@ -11,6 +13,8 @@ facts for programs). It reads only small files that exist (``select/winner.yaml`
 from __future__ import annotations
 
 import argparse
+import base64
+import html
 import math
 import shlex
 import statistics
@@ -144,7 +148,17 @@ def packing_tip(rows: Sequence[dict[str, Any]], cores: int | None, sample: int =
     )
 
 
-def run_summary(
+def run_summary(results: str | Path, **options: Any) -> str | None:
+    """A few lines about the study in ``results`` (``results/<study>``), or None if it has no table yet;
+    ``options`` as for :func:`summary_rows`."""
+    facts = summary_rows(results, **options)
+    if facts is None:
+        return None
+    results = Path(results)
+    return "\n".join([f"snaketune: study {results.name} ({results}/)", *(f"  {label:<12}{text}" for label, text in facts)])
+
+
+def summary_rows(
     results: str | Path,
     *,
     searched: Sequence[str] | None = None,
@@ -153,8 +167,9 @@ def run_summary(
     packable: bool = False,
     cores: int | None = None,
     round_size: int | None = None,
-) -> str | None:
-    """A few lines about the study in ``results`` (``results/<study>``), or None if it has no table yet.
+) -> list[tuple[str, str]] | None:
+    """The summary of the study in ``results`` as (label, text) rows, or None if it has no table yet:
+    :func:`run_summary` prints them, :func:`answer_html` shows those that are the answer.
 
     ``searched`` names the parameters to show (default: all of best.yaml's); ``configfiles`` are the
     ``--configfile`` arguments the report command needs to find the same study. ``packable``: the
@@ -168,10 +183,10 @@ def run_summary(
         return None
     rows = read_table(table_path) if table_path.is_file() else []
     best = read_yaml(winner_path) if winner_path.is_file() else None
-    lines = [f"snaketune: study {results.name} ({results}/)"]
+    facts: list[tuple[str, str]] = []
 
     def line(label: str, text: str) -> None:
-        lines.append(f"  {label:<12}{text}")
+        facts.append((label, text))
 
     if best:
         metric = best.get("metric", "objective")
@@ -181,6 +196,9 @@ def run_summary(
             top = len(best.get("reevaluated") or [])
             spread = f", mean ± {_num(best.get('objective_std'))} over {best['seeds']} seeds of the top {top}"
         line("best trial", f"{best['trial']}: {metric} = {_num(best.get('value'))} (validation{spread}{epoch})")
+        if best.get("objectives"):
+            values = ", ".join(f"{m} = {_num(v)}" for m, v in best["objectives"].items())
+            line("objectives", f"{values} ({best.get('chosen_by', 'the table first row')})")
         params = best.get("params") or {}
         names = [n for n in (searched if searched is not None else params) if n in params]
         shown = "  ".join(f"{n}={params[n]!r}" if isinstance(params[n], str) else f"{n}={_num(params[n])}" for n in names)
@@ -207,22 +225,59 @@ def run_summary(
         line("best trial", "none: every trial failed (see the error column of trials.tsv)")
     if rows:
         n_ok = sum(r.get("status") == "ok" for r in rows)
-        failed = f", {len(rows) - n_ok} failed (their reasons: the error column)" if n_ok < len(rows) else ", 0 failed"
-        line("trials", f"{len(rows)}: {n_ok} ok{failed} -> {table_path}")
+        n_infeasible = sum(r.get("status") == "infeasible" for r in rows)
+        n_failed = len(rows) - n_ok - n_infeasible
+        beyond = f", {n_infeasible} beyond a limit (objective.constraints)" if n_infeasible else ""
+        failed = f", {n_failed} failed (their reasons: the error column)" if n_failed else ", 0 failed"
+        line("trials", f"{len(rows)}: {n_ok} ok{beyond}{failed} -> {table_path}")
+        if Path(layout.pareto).is_file():
+            front = read_table(layout.pareto)
+            line("front", f"{len(front)} trials on the Pareto front of {', '.join(_objectives(best))} -> {layout.pareto}")
         best_log = rows[0].get("log") if rows[0].get("status") == "ok" else None
         line("logs", f"{best_log or results / 'trials/<trial>/train.log'} (each trial's: the log column), {results}/logs/")
         tip = packing_tip(rows, cores, round_size=round_size) if packable else None
         if tip:
             line("tip", tip)
-    outputs = ["trials.tsv", "best.yaml"]
+    outputs = ["trials.tsv", "best.yaml"] + (["pareto.tsv"] if Path(layout.pareto).is_file() else [])
     if retrain:
-        outputs += ["final/"]
+        outputs += ["final/"] + (["final/front.tsv"] if Path(layout.front_table).is_file() else [])
     outputs += ["report/ (plots)", "optuna.journal"]
     line("outputs", f"{results}/: {', '.join(outputs)}")
     extra = "".join(f" --configfile {shlex.quote(str(c))}" for c in configfiles)
     line("report", f"snakemake --report {results}/report.html{extra}")
     line("dashboard", f"optuna-dashboard {results}/optuna.journal   (pip install optuna-dashboard)")
-    return "\n".join(lines)
+    return facts
+
+
+# Summary rows that say where things are or what to run next: for the terminal, not the report.
+NOT_THE_ANSWER = frozenset({"logs", "outputs", "report", "dashboard", "tip"})
+
+
+def answer_html(study: str, facts: Sequence[tuple[str, str]], figure: str | Path | None = None) -> str:
+    """The study's answer as a small HTML page: the summary rows (:func:`summary_rows`) that are
+    results (the winner, its parameters and validation score, the test score, the gap, the trial
+    counts) as a table, then ``figure`` (a PNG, embedded as a data URI, so that the page stands
+    alone). The report opens on it: ``report/workflow.rst`` includes it."""
+    body = "\n".join(
+        f"<tr><th>{html.escape(label)}</th><td>{html.escape(text)}</td></tr>"
+        for label, text in facts
+        if label not in NOT_THE_ANSWER
+    )
+    img = ""
+    if figure is not None:
+        data = base64.b64encode(Path(figure).read_bytes()).decode("ascii")
+        alt = f"{Path(figure).stem.replace('_', ' ')} of {study}"
+        img = f'<p><img src="data:image/png;base64,{data}" alt="{html.escape(alt)}" style="max-width: 100%"></p>\n'
+    return (
+        '<!DOCTYPE html>\n<meta charset="utf-8">\n<div class="snaketune-answer">\n'
+        "<style>.snaketune-answer { font-family: sans-serif; } .snaketune-answer table { border-collapse: collapse; }"
+        " .snaketune-answer th { text-align: left; vertical-align: top; white-space: nowrap; padding: 0.2em 1em 0.2em 0; }"
+        " .snaketune-answer td { padding: 0.2em 0; }"
+        # Snakemake's report centres its landing page in the window, which cuts off (unscrollably)
+        # the top of a page taller than the window: this one starts at the top, the answer first.
+        " #app .h-screen:has(.snaketune-answer) { align-items: flex-start; }</style>\n"
+        f"<h2>{html.escape(study)}: the answer</h2>\n<table>\n{body}\n</table>\n{img}</div>\n"
+    )
 
 
 def print_run_summary(
@@ -252,6 +307,12 @@ def print_run_summary(
         text = f"snaketune: no summary ({type(e).__name__}: {e})"
     if text:
         print(f"\n{text}\n", file=out, flush=True)
+
+
+def _objectives(best: dict[str, Any] | None) -> list[str]:
+    """ "val_accuracy (max)", "n_parameters (min)": the objectives best.yaml names."""
+    directions = (best or {}).get("directions") or {}
+    return [f"{m} ({d[:3]})" for m, d in directions.items()] or ["several objectives"]
 
 
 def _packable(config: dict[str, Any]) -> bool:

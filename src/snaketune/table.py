@@ -14,20 +14,21 @@ from pathlib import Path
 from typing import Any
 
 from snaketune.files import atomic_write_text
+from snaketune.records import FAILED, INFEASIBLE, Objective, as_objective, load_records, standings
 
 # `X as X`: names re-exported from their old home here (NoSuccessfulTrial, combine_folds,
 # iter_results, select_best) until the workflow scripts and tests import them from snaketune.records.
 from snaketune.records import NoSuccessfulTrial as NoSuccessfulTrial
 from snaketune.records import combine_folds as combine_folds
 from snaketune.records import iter_results as iter_results
-from snaketune.records import load_records, ranked
 from snaketune.records import select_best as select_best
 
 FIRST_COLUMNS = ["trial", "status", "objective"]
 # Where a trial sits in the search (bayes rounds, ...), present only when the search has them.
 # objective_std: over the folds (cv.folds > 1), or with objective_mean and `seeds` (how many runs)
 # over a re-evaluated trial's seeds (select.top_k; the config never allows both in one study).
-STRUCTURE_COLUMNS = ["objective_mean", "objective_std", "seeds", "folds", "round", "bracket", "rung", "budget"]
+# pareto_rank: with several objectives (objective.also), 0 = on the Pareto front (snaketune.records).
+STRUCTURE_COLUMNS = ["pareto_rank", "objective_mean", "objective_std", "seeds", "folds", "round", "bracket", "rung", "budget"]
 LAST_COLUMNS = ["seconds", "error", "log"]
 # Metrics a trainer reports that are about the run rather than the score.
 RUN_COLUMNS = ["best_epoch", "epochs_run", "train_seconds", "n_parameters", "device"]
@@ -51,16 +52,27 @@ def _fmt(v: Any) -> str:
     return str(v).replace("\t", " ").replace("\n", " ")
 
 
-def collect(result_files: Sequence[str | Path], param_names: Sequence[str], metric: str, direction: str) -> list[dict[str, Any]]:
+def collect(
+    result_files: Sequence[str | Path],
+    param_names: Sequence[str],
+    objective: Objective | Mapping[str, Any] | str,
+    direction: str | None = None,
+) -> list[dict[str, Any]]:
     """Read every result record and return the table rows (one per trial), best first."""
-    return table_rows(load_records(result_files), param_names, metric, direction)
+    return table_rows(load_records(result_files), param_names, objective, direction)
 
 
 def table_rows(
-    records: Iterable[Mapping[str, Any]], param_names: Sequence[str], metric: str, direction: str
+    records: Iterable[Mapping[str, Any]],
+    param_names: Sequence[str],
+    objective: Objective | Mapping[str, Any] | str,
+    direction: str | None = None,
 ) -> list[dict[str, Any]]:
     """The table rows of records (one per trial, as load_records gives them), best first by
-    ``records.rank_key``."""
+    ``records.standings``. A trial beyond a limit of objective.constraints has the status
+    ``infeasible`` and the broken limit as its error; one whose metrics lack an objective or a
+    limited metric is ``failed``; with several objectives ``pareto_rank`` is filled in."""
+    objective = as_objective(objective, direction)
     rows = []
     for r in records:
         row: dict[str, Any] = {"trial": r["trial"], "status": r["status"], "objective": r.get("objective")}
@@ -76,7 +88,14 @@ def table_rows(
         row["error"] = r.get("reason") or (f"re-evaluation: {r['seed_error']}" if r.get("seed_error") else "")
         row["log"] = r.get("log") or ""
         rows.append(row)
-    return ranked(rows, metric, direction)
+    judged = standings(rows, objective)
+    for row, (_, standing, pareto_rank) in zip(rows, judged):
+        if standing.status in (FAILED, INFEASIBLE) and row["status"] == "ok":
+            row["status"], row["error"] = standing.status, standing.reason or ""
+        if objective.multi:
+            row["pareto_rank"] = pareto_rank
+    order = sorted(range(len(rows)), key=lambda i: judged[i][0])
+    return [rows[i] for i in order]
 
 
 def columns_for(rows: Iterable[Mapping[str, Any]], param_names: Sequence[str]) -> list[str]:

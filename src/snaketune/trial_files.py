@@ -11,14 +11,22 @@ import csv
 import math
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from snaketune.files import write_json
+from snaketune.records import (
+    Objective,
+    as_objective,
+    combine_records,
+    in_completion_order,
+    iter_results,
+    pareto_front,
+    with_seeds,
+)
 
 # `best_record as best_record`: re-exported from its old home here until callers import it from records.
 from snaketune.records import best_record as best_record
-from snaketune.records import combine_records, in_completion_order, iter_results, with_seeds
 from snaketune.table import table_rows, write_table
 
 
@@ -27,18 +35,24 @@ def collect_study(
     table: str | os.PathLike,
     records_file: str | os.PathLike,
     param_names: Sequence[str],
-    metric: str,
-    direction: str,
+    objective: Objective | Mapping[str, Any] | str,
+    direction: str | None = None,
     seed_files: Sequence[str | os.PathLike] = (),
+    front: str | os.PathLike | None = None,
 ) -> list[dict[str, Any]]:
     """The `collect` step: read every result once and write the study's table (``trials.tsv``, best
     first, for people) and its records (``trials.json``, typed, in completion order, for the jobs
     after it). ``seed_files``: the re-evaluations of the top trials (select.top_k), which add their
-    mean over the seeds to those trials. Returns the table's rows."""
+    mean over the seeds to those trials. ``front``: with several objectives, where to write the
+    Pareto front (``pareto.tsv``: the table's rows of rank 0 at the ranked budget, within the
+    limits). Returns the table's rows."""
     results = list(iter_results(result_files))  # each file read once, packs expanded
     records = with_seeds(combine_records(r for _, r in results), (r for _, r in iter_results(seed_files)))
-    rows = table_rows(records, param_names, metric, direction)
+    objective = as_objective(objective, direction)
+    rows = table_rows(records, param_names, objective)
     write_table(table, rows, param_names)
+    if front is not None:
+        write_table(front, pareto_front(rows, objective), param_names)
     write_json(records_file, in_completion_order(results, records))
     return rows
 

@@ -80,6 +80,18 @@ _gen0, _gen1, _ = gc.get_threshold()
 gc.set_threshold(_gen0, _gen1, 100)
 L = PLAN.layout  # every path of the study
 STUDY = config["study"]
+# The objective as the ranking rules' params: metric and direction, and `objectives` (the whole
+# objective) only with objective.also or objective.constraints (snaketune.records.rule_params).
+OBJECTIVES = snaketune.records.rule_params(config["objective"])
+OBJECTIVE = dict(
+    metric=config["objective"]["metric"],
+    direction=config["objective"]["direction"],
+    **OBJECTIVES,
+)
+# select.trial: the trial to retrain, named by the user (a param only when set, as OBJECTIVES).
+SELECT_TRIAL = {"trial": config["select"]["trial"]} if config["select"]["trial"] else {}
+# Several objectives: collect also writes the Pareto front.
+PARETO = {"front": L.pareto} if config["objective"]["also"] else {}
 # `snakemake --report results/<other study>/report.html` without that study's --configfile would
 # write this study's report into the other's folder.
 if L.foreign_report(sys.argv):
@@ -147,6 +159,11 @@ def slot_spec(wildcards):
 def reeval_spec(wildcards):
     fold = int(wildcards.fold) if "fold" in wildcards.keys() else None
     return to_json(PLAN.reeval_spec(int(wildcards.slot), int(wildcards.seed), fold))
+
+
+@per_job
+def front_spec(wildcards):
+    return to_json(PLAN.front_spec(int(wildcards.slot)))
 
 
 @per_job
@@ -230,6 +247,8 @@ def final_targets():
     targets = [L.table, L.best, L.summary]
     if config["final"]["retrain"]:
         targets.append(L.final_file("metrics.json"))
+    if PLAN.front_k:
+        targets.append(L.front_table)
     return targets + REPORT_TARGETS
 
 

@@ -13,9 +13,8 @@ rule promote:
     conda:
         "../../envs/snaketune.yaml"
     params:
+        **OBJECTIVE,
         n=promote_size,
-        metric=config["objective"]["metric"],
-        direction=config["objective"]["direction"],
     script:
         "../scripts/promote.py"
 

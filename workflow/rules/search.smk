@@ -13,6 +13,7 @@ rule propose:
     conda:
         "../../envs/snaketune.yaml"
     params:
+        **OBJECTIVES,
         size=round_size,
         search=config["search"],
         search_space=config["search_space"],
@@ -73,6 +74,7 @@ rule collect:
         results=study_results,
         reeval=REEVAL_RESULTS,
     output:
+        **PARETO,
         table=L.table,
         records=L.records,
     log:
@@ -82,8 +84,7 @@ rule collect:
     conda:
         "../../envs/snaketune.yaml"
     params:
+        **OBJECTIVE,
         param_names=PLAN.param_names,
-        metric=config["objective"]["metric"],
-        direction=config["objective"]["direction"],
     script:
         "../scripts/collect.py"

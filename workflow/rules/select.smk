@@ -16,9 +16,8 @@ rule choose_top:
     conda:
         "../../envs/snaketune.yaml"
     params:
+        **OBJECTIVE,
         k=PLAN.top_k,
-        metric=config["objective"]["metric"],
-        direction=config["objective"]["direction"],
     script:
         "../scripts/choose_top.py"
 
@@ -59,9 +58,9 @@ rule select_best:
     conda:
         "../../envs/snaketune.yaml"
     params:
+        **OBJECTIVE,
+        **SELECT_TRIAL,
         study=STUDY,
-        metric=config["objective"]["metric"],
-        direction=config["objective"]["direction"],
     script:
         "../scripts/select_best.py"
 
@@ -124,20 +123,15 @@ else:  # final.repeats > 1: each retrain in final/repeat-<r>/, then `finalise` c
 
 
 # The answer: best.yaml (the winner, its validation and test scores, the gap) and the same for
-# people, summary.txt (also printed at the end of a run).
+# people, summary.txt (also printed at the end of a run; the report opens on its results, rule
+# answer_page).
 rule summarise:
     input:
         table=L.table,
         winner=L.winner,
         final=L.final_file("metrics.json") if config["final"]["retrain"] else [],
     output:
-        summary=report(
-            L.summary,
-            caption=str(CAPTIONS / "summary.rst"),
-            category=STUDY,
-            subcategory="the answer",
-            labels={"figure": "summary: winner, validation and test score, gap"},
-        ),
+        summary=L.summary,
         best=L.best,
     log:
         L.log("summarise"),

@@ -7,6 +7,7 @@ import sys
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 sys.stderr = log = open(sm.log[0], "w", buffering=1)  # from here on a traceback lands in the job's log
 
+from snaketune.records import from_rule_params  # noqa: E402
 from snaketune.trial_files import collect_study  # noqa: E402
 
 rows = collect_study(
@@ -14,9 +15,12 @@ rows = collect_study(
     sm.output.table,
     sm.output.records,
     sm.params.param_names,
-    sm.params.metric,
-    sm.params.direction,
+    from_rule_params(sm.params),
     seed_files=sm.input.reeval,
+    front=sm.output.get("front"),
 )
-n_ok = sum(r["status"] == "ok" for r in rows)
-print(f"{len(rows)} trials: {n_ok} ok, {len(rows) - n_ok} failed -> {sm.output.table}", file=log)
+counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "infeasible", "failed")}
+print(
+    f"{len(rows)} trials: {', '.join(f'{n} {s}' for s, n in counts.items() if n or s != 'infeasible')} -> {sm.output.table}",
+    file=log,
+)

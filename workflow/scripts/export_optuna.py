@@ -20,5 +20,6 @@ write_journal(
     study_name=sm.params.study,
     layout=Layout(sm.params.study),
     user_attrs={"search": sm.params.search},
+    objectives=sm.params.get("objectives"),
 )
 print(f"{len(records)} trials -> {sm.output.journal} (study {sm.params.study!r})", file=log)

@@ -14,7 +14,8 @@ from snaketune.layout import Layout  # noqa: E402
 from snaketune.space import SearchSpace  # noqa: E402
 
 layout = Layout(sm.params.study)
-kw = {"metric": sm.params.metric, "direction": sm.params.direction}
+# objectives: the whole objective with several objectives or limits (snaketune.records.rule_params).
+kw = {"metric": sm.params.metric, "direction": sm.params.direction, "objective": sm.params.get("objectives")}
 space = SearchSpace.from_config(sm.params.search_space)
 records = read_json(sm.input.records)  # trials.json: every trial, in completion order
 figures = {
@@ -38,5 +39,7 @@ for name, draw in figures.items():
         traceback.print_exc(file=log)
         plots.message_figure(sm.output[name], name, f"This figure failed: {type(e).__name__}: {e}\nSee {sm.log[0]}.")
     print(f"{sm.output[name]}: {time.perf_counter() - t0:.2f} s", file=log)
-plots.write_trials_html(sm.input.table, sm.output.table, study=sm.params.study, **kw)
+plots.write_trials_html(
+    sm.input.table, sm.output.table, study=sm.params.study, metric=sm.params.metric, direction=sm.params.direction
+)
 print(f"{sm.output.table}: written", file=log)

@@ -11,7 +11,7 @@ import warnings  # noqa: E402
 
 from snaketune.bayes import bayes_trial_id, observations, propose_round  # noqa: E402
 from snaketune.files import write_yaml  # noqa: E402
-from snaketune.records import iter_results  # noqa: E402
+from snaketune.records import Objective, iter_results  # noqa: E402
 from snaketune.space import SearchSpace  # noqa: E402
 
 r = int(sm.wildcards.round)
@@ -22,16 +22,19 @@ warnings.simplefilter("default")
 t0 = time.perf_counter()
 # Every run's record (packs of search.trials_per_job expanded to their trials' results).
 runs = [record for _, record in iter_results(sm.input.results)]
-history = observations(runs, min_count=search["n_startup"])
+# objective.also / objective.constraints: every objective's value and the limits (else None).
+objective = Objective.from_config(sm.params.objectives) if "objectives" in sm.params.keys() else None
+history = observations(runs, min_count=search["n_startup"], objective=objective)
 proposals = propose_round(
     SearchSpace.from_config(sm.params.search_space),
     r,
     sm.params.size,
     history,
-    direction=sm.params.direction,
+    direction=objective.directions if objective else sm.params.direction,
     sampler=search["sampler"],
     seed=search["seed"],
     n_startup=search["n_startup"],
+    limits=[str(lim) for lim in objective.limits] if objective else (),
 )
 trials = {bayes_trial_id(r, k): p for k, p in enumerate(proposals)}
 write_yaml(sm.output.proposals, {"round": r, "sampler": search["sampler"], "n_earlier": len(history), "trials": trials})
