@@ -1,5 +1,5 @@
 """Snakemake script: the page the report opens on (results/<study>/report/answer.html): the
-summary's results and the optimisation history."""
+summary's results and the optimisation history (the Pareto front with several objectives)."""
 
 import sys
 
