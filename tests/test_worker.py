@@ -191,15 +191,17 @@ def test_the_worker_dying_mid_trial_is_an_interruption_that_resumes(tmp_path, da
     out = tmp_path / "t1"
     run = spec(out, None, data=data, params=dict(BUILTIN, epochs=400))
 
+    trainers = []
+
     def kill_worker():
         wait_for(lambda: (out / "checkpoint.pt").is_file(), what="a checkpoint")
+        # The trainer is running (400 epochs, a checkpoint written): note it, then kill its worker.
+        trainers.extend(forked(owner))
         for pid in workers_of(owner):
             os.kill(pid, signal.SIGKILL)
 
     killer = threading.Thread(target=kill_worker, daemon=True)
     killer.start()
-    trainers = []
-    threading.Thread(target=lambda: trainers.extend(wait_for(lambda: forked(owner))), daemon=True).start()
     with pytest.raises(Preempted, match="SIGKILL"):
         run_trial(run, device="cpu")
     killer.join(10)

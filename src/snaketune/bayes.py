@@ -20,6 +20,17 @@ Failed trials keep their own ``failed`` constraint. CMA-ES takes neither (the co
 Each round's sampler is seeded from (``search.seed``, round), and earlier trials are added in id
 order, so the proposals depend only on the earlier results: a study is reproducible bit for bit
 whatever the parallelism or the executor.
+
+Asynchronous search (``search.parallel`` W): round 0 is as above; then every trial k (proposal
+order) is a round of its own, proposed from the results of trials 0 .. k-W while trials
+k-W+1 .. k-1 are added as running (``add_running``, their parameters from their own proposals).
+No worker waits for a round's straggler, and each proposal is still a pure function of the seed
+and earlier results, whatever finishes first. The ``propose`` job of trial k declares only round
+k-1's file and trial k-W's results (the first asynchronous round: trials 0 .. k-W), so N trials
+make O(N) DAG edges; every other file it reads is an ancestor through that chain, so Snakemake
+has made it before the job runs, and a changed one (result j rewritten, by its trial rerunning or
+by hand) reruns the job that declares it, round j+W, and so every later round: the same reruns
+as with rounds, where each round declares every earlier result (snaketune.plan.StudyPlan.window).
 """
 
 from __future__ import annotations
@@ -81,9 +92,16 @@ def distributions(space: SearchSpace) -> dict[str, Any]:
     return out
 
 
-def make_sampler(name: str, seed: int, n_startup: int):
+def make_sampler(name: str, seed: int, n_startup: int, group: bool = False):
+    """``group`` (a conditional search space): TPE models each set of parameters that occur
+    together jointly (docs/benchmarks.md, "Conditional search spaces")."""
     import optuna
 
+    if name == "tpe" and group:
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=n_startup, multivariate=True, group=True, constant_liar=True
+        )
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup, multivariate=True, constant_liar=True)
     if name == "gp":
@@ -145,9 +163,14 @@ def build_study(
         for i, d in enumerate(directions)
     ]
     for obs in history:
-        params = {k: obs.params[k] for k in dists if k in obs.params}
-        if set(params) != set(dists):
-            continue  # a trial from a different search space: not evidence about this one
+        if space.conditional:  # only the parameters active in this trial, each with its distribution
+            params = {k: v for k, v in space.active(obs.params).items() if k in dists}
+            if not active_complete(space, obs.params):
+                continue  # a trial from a different search space: not evidence about this one
+        else:
+            params = {k: obs.params[k] for k in dists if k in obs.params}
+            if set(params) != set(dists):
+                continue  # a trial from a different search space: not evidence about this one
         ok = obs.values is not None and len(obs.values) == len(directions)
         within = dict.fromkeys(limits, 0.0)
         if ok:
@@ -165,7 +188,7 @@ def build_study(
                 state=state,
                 values=values,
                 params=params,
-                distributions=dists,
+                distributions={k: dists[k] for k in params} if space.conditional else dists,
                 intermediate_values=obs.intermediate or None,
                 user_attrs={"snaketune_trial": obs.trial},
                 constraints=constraints if failed_as_infeasible else None,
@@ -187,10 +210,13 @@ def propose_round(
     seed: int,
     n_startup: int,
     limits: Sequence[str] = (),
+    running: Sequence[Observation] = (),
 ) -> list[dict[str, Any]]:
     """The parameters of round ``round_index``'s ``size`` trials, given the earlier results
-    (``direction``: one per objective; ``limits``: the names of the observations' constraints)."""
-    s = make_sampler(sampler, seed if sampler == "qmc" else round_seed(seed, round_index), n_startup)
+    (``direction``: one per objective; ``limits``: the names of the observations' constraints;
+    ``running``: trials proposed but not yet observed, search.parallel's window, their values
+    ignored)."""
+    s = make_sampler(sampler, seed if sampler == "qmc" else round_seed(seed, round_index), n_startup, group=space.conditional)
     if sampler == "gp" and len(history) >= GP_SLOW_AFTER:
         warnings.warn(
             f"the GP sampler is slow with many trials ({len(history)} so far; about 40 s per round at 1,000); "
@@ -200,17 +226,69 @@ def propose_round(
     ordered = sorted(history, key=lambda o: natural_key(o.trial))
     study = build_study(space, direction, ordered, s, failed_as_infeasible=sampler in CONSTRAINED_SAMPLERS, limits=limits)
     dists = distributions(space)
+    add_running(study, dists, running)
     if sampler == "qmc":
         for _ in range(len(study.trials)):  # continue the sequence past the points already used
             study.ask(dists)
     fixed = {p.name: p.value for p in space.params if isinstance(p, Fixed)}
     proposals = []
     for _ in range(size):
+        if space.conditional:
+            proposals.append(ask_active(study, space))
+            continue
         trial = study.ask(dists)  # asked, never told: constant_liar treats it as running
         params = {name: trial.params[name] for name in space.names if name in trial.params}
         params.update(fixed)
         proposals.append({name: _plain(params[name]) for name in space.names})
     return proposals
+
+
+def ask_active(study, space: SearchSpace) -> dict[str, Any]:
+    """One proposal of a conditional space, define-by-run: ``study.ask()``, then each active
+    parameter suggested in the order of the conditions (snaketune.space.SearchSpace.order), so an
+    inactive one is never sampled; fixed ones are set. Asked, never told (constant_liar)."""
+    trial = study.ask()
+    params: dict[str, Any] = {}
+    for name in space.order:
+        if not space.is_active(name, params):
+            continue
+        p = space[name]
+        if isinstance(p, Fixed):
+            params[name] = p.value
+        elif isinstance(p, FloatRange):
+            params[name] = trial.suggest_float(name, p.low, p.high, log=p.log, step=p.step)
+        elif isinstance(p, IntRange):
+            params[name] = trial.suggest_int(name, p.low, p.high, log=p.log, step=p.step)
+        else:
+            params[name] = trial.suggest_categorical(name, list(p.choices))
+    return {name: _plain(params[name]) for name in space.names if name in params}
+
+
+def active_complete(space: SearchSpace, params: Mapping[str, Any]) -> bool:
+    """Whether ``params`` holds every parameter active given its own values (a trial of this space)."""
+    kept = space.active(params)
+    return all(name in kept or not space.is_active(name, kept) for name in space.names)
+
+
+def add_running(study, dists: Mapping[str, Any], running: Sequence[Observation]) -> None:
+    """Add the trials still running (search.parallel) to ``study`` as RUNNING, in id order: as a
+    round's own earlier asks, so that constant_liar TPE keeps away from them (QMC counts them as
+    points of its sequence already used). Built from their proposals, not asked: an ask would
+    cost a whole sampling each."""
+    import optuna
+
+    for obs in sorted(running, key=lambda o: natural_key(o.trial)):
+        params = {k: obs.params[k] for k in dists if k in obs.params}
+        try:
+            frozen = optuna.trial.create_trial(
+                state=optuna.trial.TrialState.RUNNING,
+                params=params,
+                distributions={k: dists[k] for k in params},
+                user_attrs={"snaketune_trial": obs.trial},
+            )
+        except ValueError:
+            continue  # a value outside the current ranges
+        study.add_trial(frozen)
 
 
 def _plain(v: Any) -> Any:

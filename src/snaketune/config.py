@@ -26,10 +26,10 @@ from snaketune.files import read_yaml
 from snaketune.hparams import (
     AUGMENTATION_PARAMS,
     CNN_PARAMS,
-    FLOAT_PARAMS,
-    INT_PARAMS,
     HParams,
     check_builtin_params,
+    declared_type,
+    layer_of,
 )
 from snaketune.records import TEST_PREFIX, is_test_metric, test_metric, tiebreak_metric
 from snaketune.space import EXPONENT_TEXT, Fixed, FloatRange, IntRange, SearchSpace, as_declared, typed_spec
@@ -293,11 +293,7 @@ def resolve_config(raw: Mapping, schema: Mapping | None = None) -> dict:
 def _declared_type(name: str, builtin: bool) -> type | None:
     """The type the trainer declares for parameter ``name``: the built-in trainer's int and float
     parameters; None for anything else (a custom trainer's values are passed as written)."""
-    if builtin and name in INT_PARAMS:
-        return int
-    if builtin and name in FLOAT_PARAMS:
-        return float
-    return None
+    return declared_type(name) if builtin else None
 
 
 def ensemble_setting(final: Mapping, builtin: bool) -> bool:
@@ -316,8 +312,9 @@ def check_semantics(cfg: Mapping) -> None:
     search = cfg["search"]
     if search["method"] == "grid":
         space.grid_size()  # raises on a float range without `grid:`
+        space.check_reachable(grid=True)
     if search["schedule"] != "none":
-        _check_schedule(space, search)
+        _check_schedule(space, search, cfg["search_space"].get("epochs"))
         if search["trials_per_job"] > 1:
             raise ConfigError(
                 "config keys `search.trials_per_job` and `search.schedule` conflict: rung slots are one job each; "
@@ -328,6 +325,8 @@ def check_semantics(cfg: Mapping) -> None:
                 "config keys `cv.folds` and `search.schedule` conflict: cross-validation of multi-fidelity "
                 "rungs is not supported; use cv.folds: 1 with a schedule, or search.schedule: none"
             )
+    if search["parallel"]:
+        _check_parallel(search)
     _check_size(cfg)
     data = cfg["data"]
     if data["val_fraction"] + data["test_fraction"] >= 0.95:
@@ -616,8 +615,37 @@ def _check_select(cfg: Mapping) -> None:
         )
 
 
-def _check_schedule(space: SearchSpace, search: Mapping) -> None:
+def _check_parallel(search: Mapping) -> None:
+    """``search.parallel`` (asynchronous Bayesian search): each trial after round 0 is a round of
+    its own, so it packs nothing and fills no bracket. Cross-validation (a trial's result = its
+    folds), failed trials, several objectives and select.top_k work as with rounds."""
+    w = search["parallel"]
+    if search["method"] != "bayes":
+        raise ConfigError(
+            f"config key `search.parallel` ({w}) is for search.method: bayes (an asynchronous sliding window of "
+            f"proposals), but search.method is {search['method']}; remove it (grid and random trials all run in "
+            "parallel already)"
+        )
+    if search["trials_per_job"] > 1:
+        raise ConfigError(
+            f"config keys `search.parallel` ({w}) and `search.trials_per_job` ({search['trials_per_job']}) conflict: "
+            "asynchronous search proposes one trial at a time, nothing to pack; use trials_per_job: 1, or rounds "
+            "(search.parallel: null) to pack a round's trials"
+        )
+    if search["schedule"] != "none":
+        raise ConfigError(
+            f"config keys `search.parallel` ({w}) and `search.schedule` ({search['schedule']}) conflict: a schedule's "
+            "brackets are proposed whole; use search.schedule: none with parallel, or search.parallel: null"
+        )
+
+
+def _check_schedule(space: SearchSpace, search: Mapping, written: Any) -> None:
     epochs = space["epochs"] if "epochs" in space.names else None
+    if isinstance(epochs, Fixed) and written != epochs.value:  # {value: .., when: ..}
+        raise ConfigError(
+            f"config key `search.schedule`: {search['schedule']} needs `epochs` in search_space as a plain integer "
+            f"(the largest budget, every trial's), e.g. `epochs: 27`, but search_space has epochs: {written!r}"
+        )
     if not isinstance(epochs, Fixed) or not isinstance(epochs.value, int) or isinstance(epochs.value, bool):
         found = "has no `epochs`" if epochs is None else f"has epochs: {_spec_text(epochs)}"
         raise ConfigError(
@@ -652,10 +680,11 @@ def _check_builtin(space: SearchSpace, objective: Mapping) -> None:
             values = [p.low, p.high]
         else:
             values = p.grid_values()
-        if isinstance(p, FloatRange) and p.name in INT_PARAMS:
+        if isinstance(p, FloatRange) and declared_type(p.name) is int:
             raise ConfigError(f"search_space.{p.name}: must be `type: int` for the built-in trainer, not float")
         for v in values:
-            HParams(**{p.name: v}).validate(key="search_space.{}")
+            HParams.from_params({p.name: v}, key="search_space.{}")
+    _check_layer_widths(space)
     metric, direction = objective["metric"], objective["direction"]
     if metric not in BUILTIN_METRICS:
         reported = " and ".join(f"{', '.join(metrics)} ({task})" for task, metrics in TASK_METRICS.items())
@@ -665,6 +694,26 @@ def _check_builtin(space: SearchSpace, objective: Mapping) -> None:
         )
     if BUILTIN_METRICS[metric] != direction:
         raise ConfigError(f"config key `objective.direction`: {metric} should be {BUILTIN_METRICS[metric]}d, not {direction}d")
+
+
+def _check_layer_widths(space: SearchSpace) -> None:
+    """``hidden_units_<i>`` sets the width of hidden layer i, so it must be active only in trials with
+    at least i layers (else it would be recorded, and tell grid points apart, without any effect)."""
+    for name in space.names:
+        layer = layer_of(name)
+        if layer is None:
+            continue
+        if "n_layers" in space.names:
+            least = space.least_value("n_layers", space.conditions.get(name))
+        else:
+            least = HParams.n_layers
+        if least is not None and least < layer:
+            raise ConfigError(
+                f"search_space.{name}: the width of hidden layer {layer} has an effect only when n_layers >= {layer}, "
+                f"but {name} is active with n_layers {least}"
+                + ("" if "n_layers" in space.names else " (the default)")
+                + f"; add `when: {{n_layers: {{min: {layer}}}}}` to {name}, or search n_layers from {layer} up"
+            )
 
 
 # Sources whose examples are feature vectors, never (channels, height, width) images; npz may be either.

@@ -7,6 +7,7 @@ config checks stay cheap.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -22,6 +23,8 @@ POOLS = ("max", "avg", "none")
 CNN_PARAMS = ("n_conv", "channels", "channel_growth", "kernel_size", "batch_norm", "pool")
 # Augment training images; they need image-shaped inputs (channels, height, width).
 AUGMENTATION_PARAMS = ("flip", "crop_padding")
+# hidden_units_<i>: the width of hidden layer i (1-based), instead of hidden_units for that layer.
+LAYER_UNITS = re.compile(r"hidden_units_([1-9][0-9]*)")
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,8 @@ class HParams:
     # model
     n_layers: int = 2  # hidden layers (0 = a linear model)
     hidden_units: int = 64  # neurons per hidden layer
+    # (layer, width) pairs from the parameters hidden_units_<layer>: that layer's width instead of hidden_units
+    layer_units: tuple[tuple[int, int], ...] = ()
     activation: str = "relu"  # one of ACTIVATIONS
     dropout: float = 0.0  # dropout after each hidden layer, in [0, 1)
     # cnn only: n_conv blocks of Conv2d -> batch norm -> activation -> 2x2 pooling, then the dense head above
@@ -54,11 +59,14 @@ class HParams:
     epochs: int = 50  # maximum; early stopping may stop sooner
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> HParams:
-        """Build from a trial's params, checking names and values; errors name the parameter."""
+    def from_params(cls, params: Mapping[str, Any], key: str = "parameter `{}`") -> HParams:
+        """Build from a trial's params, checking names and values; errors name the parameter
+        (``key`` formats its name). A parameter the trial lacks (an inactive one) keeps its default."""
         check_builtin_params(params.keys())
-        hp = cls(**{k: v for k, v in params.items()})
-        hp.validate()
+        fields_ = {k: v for k, v in params.items() if layer_of(k) is None}
+        widths = sorted((layer_of(k), v) for k, v in params.items() if layer_of(k) is not None)
+        hp = cls(**fields_, layer_units=tuple(widths))
+        hp.validate(key)
         return hp
 
     def validate(self, key: str = "parameter `{}`") -> None:
@@ -72,6 +80,9 @@ class HParams:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool):
                 raise bad(name, "must be an integer")
+        for layer, width in self.layer_units:
+            if not isinstance(width, int) or isinstance(width, bool) or width < 1:
+                raise ConfigError(f"{key.format(f'hidden_units_{layer}')}: must be an integer >= 1, but got {width!r}")
         for name in ("n_layers", "n_conv", "crop_padding", "warmup_epochs"):
             if getattr(self, name) < 0:
                 raise bad(name, "must be >= 0")
@@ -129,6 +140,11 @@ class HParams:
     def augments(self) -> bool:
         return self.flip_probability > 0 or self.crop_padding > 0
 
+    def widths(self) -> list[int]:
+        """The width of each hidden layer: hidden_units, or the layer's own hidden_units_<i>."""
+        own = dict(self.layer_units)
+        return [own.get(i + 1, self.hidden_units) for i in range(self.n_layers)]
+
     def conv_channels(self) -> list[int]:
         """Filters of each convolutional block: channels, channels x growth, ... (at least 1)."""
         return [max(1, round(self.channels * self.channel_growth**i)) for i in range(self.n_conv)]
@@ -137,18 +153,32 @@ class HParams:
         return asdict(self)
 
 
-NAMES = tuple(f.name for f in fields(HParams))
+NAMES = tuple(f.name for f in fields(HParams) if f.name != "layer_units")
 # The parameters that must be integers (a float range over one of them is a config error).
 INT_PARAMS = tuple(f.name for f in fields(HParams) if f.type == "int")
 # The parameters that are numbers (``1e-3`` in the config is read as one, even where PyYAML reads text).
 FLOAT_PARAMS = tuple(f.name for f in fields(HParams) if f.type == "float")
 
 
+def layer_of(name: str) -> int | None:
+    """The layer of a per-layer width parameter (``hidden_units_3`` -> 3), else None."""
+    m = LAYER_UNITS.fullmatch(name)
+    return int(m[1]) if m else None
+
+
+def declared_type(name: str) -> type | None:
+    """int or float for the built-in trainer's numeric parameters, else None."""
+    if name in INT_PARAMS or layer_of(name) is not None:
+        return int
+    return float if name in FLOAT_PARAMS else None
+
+
 def check_builtin_params(names) -> None:
-    unknown = sorted(set(names) - set(NAMES))
+    unknown = sorted(n for n in set(names) - set(NAMES) if layer_of(n) is None)
     if unknown:
         hints = "".join(suggest(n, NAMES) for n in unknown)
         raise ConfigError(
             f"search_space: the built-in trainer has no parameter(s) {', '.join(unknown)}{hints}; "
-            f"it knows {', '.join(NAMES)} (a custom trainer.command may use any names)"
+            f"it knows {', '.join(NAMES)}, and hidden_units_1, hidden_units_2, ... (one hidden layer's width) "
+            "(a custom trainer.command may use any names)"
         )

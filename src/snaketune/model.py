@@ -1,6 +1,7 @@
 """The built-in networks.
 
-An MLP is ``n_layers`` x (Linear -> activation -> dropout) -> Linear. A CNN is ``n_conv`` x
+An MLP is ``n_layers`` x (Linear -> activation -> dropout) -> Linear (layer i ``hidden_units_<i>``
+wide where given, else ``hidden_units``). A CNN is ``n_conv`` x
 (Conv2d -> batch norm -> activation -> 2x2 pooling), flattened, then the same dense head, so
 ``n_layers``, ``hidden_units`` and ``dropout`` mean the same in both families.
 """
@@ -18,13 +19,14 @@ _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.Si
 
 
 def _dense_head(width: int, n_classes: int, hp: HParams) -> list[nn.Module]:
-    """``n_layers`` x (Linear -> activation -> dropout) -> Linear, from ``width`` inputs."""
+    """``n_layers`` x (Linear -> activation -> dropout) -> Linear, from ``width`` inputs; layer i has
+    ``hidden_units_<i>`` units where given, else ``hidden_units``."""
     layers: list[nn.Module] = []
-    for _ in range(hp.n_layers):
-        layers += [nn.Linear(width, hp.hidden_units), _ACTIVATIONS[hp.activation]()]
+    for units in hp.widths():
+        layers += [nn.Linear(width, units), _ACTIVATIONS[hp.activation]()]
         if hp.dropout > 0:
             layers.append(nn.Dropout(hp.dropout))
-        width = hp.hidden_units
+        width = units
     layers.append(nn.Linear(width, n_classes))
     return layers
 

@@ -1,10 +1,12 @@
 """The plan: which trials a study runs, each with a stable id.
 
-Grid ids are a short hash of the trial's full parameter set, so widening a grid keeps the ids
-(and the finished results) of the combinations it already had. Random ids are ``r0000``,
+Grid ids are a short hash of the trial's full parameter set (its active parameters, with
+``when:`` conditions), so widening a grid keeps the ids (and the finished results) of the
+combinations it already had. Random ids are ``r0000``,
 ``r0001``, ... and trial ``i`` is drawn from its own seed, so raising ``n_trials`` keeps the
 first trials as they were. Bayesian ids are ``b<round>-<k>``; their parameters are proposed
-by the round's ``propose`` job.
+by the round's ``propose`` job. With ``search.parallel`` (asynchronous Bayesian search) every
+trial after round 0 is a round of its own, ``b<round>-0``: raising ``n_trials`` adds rounds.
 """
 
 from __future__ import annotations
@@ -64,9 +66,26 @@ def plan_trials(config: Mapping[str, Any]) -> list[Trial]:
     if search["method"] == "bayes":
         from snaketune.bayes import round_trial_ids
 
-        rounds = round_trial_ids(search["n_trials"], search["n_startup"], search["batch"])
+        rounds = round_trial_ids(search["n_trials"], search["n_startup"], proposal_batch(search))
         return [Trial(tid, None, r) for r, ids in enumerate(rounds) for tid in ids]
     raise ValueError(f"unknown search.method {search['method']!r}")
+
+
+def proposal_batch(search: Mapping[str, Any]) -> int:
+    """Trials a Bayesian round proposes after round 0: ``search.batch``, or one with
+    ``search.parallel`` (each later trial its own round, proposed from a sliding window)."""
+    return 1 if search.get("parallel") else search["batch"]
+
+
+@dataclass(frozen=True)
+class Window:
+    """What the ``propose`` job of an asynchronous round reads (``search.parallel`` W): trial k is
+    proposed from the results of trials 0 .. k-W (``observed``, by proposal order) while trials
+    k-W+1 .. k-1 are still running (``running``: their ids and the round files holding their
+    parameters)."""
+
+    observed: list[str]  # result files, every fold of trials 0 .. k-W
+    running: list[tuple[str, str]]  # (trial id, round file) of trials k-W+1 .. k-1
 
 
 @dataclass(frozen=True)
@@ -158,6 +177,13 @@ class StudyPlan:
         self.param_names: list[str] = list(config["search_space"])
         self.builtin_trainer: bool = builtin_trainer(config)
         self.packs = self._packs(search["trials_per_job"])
+        # search.parallel W: asynchronous Bayesian search, a sliding window of W trials (0: rounds)
+        self.parallel: int = (search.get("parallel") or 0) if self.bayesian and not self.brackets else 0
+        self._round_start: dict[int, int] = {}  # round -> proposal index of its first trial
+        self._round_sizes: dict[int | None, int] = {}
+        for k, t in enumerate(self.trials):
+            self._round_start.setdefault(t.round, k)
+            self._round_sizes[t.round] = self._round_sizes.get(t.round, 0) + 1
         select = config.get("select") or {}
         self.top_k: int = select.get("top_k", 0)  # 0: the best trial wins, nothing is re-evaluated
         self.reeval_seeds: int = select.get("seeds", 0) if self.top_k else 0
@@ -194,11 +220,19 @@ class StudyPlan:
 
     # Bayesian rounds
     def round_size(self, round_index: int) -> int:
-        return sum(1 for t in self.trials if t.round == round_index)
+        return self._round_sizes.get(round_index, 0)
 
     def earlier_round_results(self, round_index: int) -> list[str]:
         """Round r is proposed from the results of every run of rounds 0 .. r-1 (with a schedule:
-        every rung slot of brackets 0 .. r-1; with packs: their packs' records)."""
+        every rung slot of brackets 0 .. r-1; with packs: their packs' records).
+
+        With ``search.parallel`` (see :meth:`window`) only the results that round r's window adds
+        to round r-1's: those of trial k-W (the first asynchronous round: of trials 0 .. k-W), so
+        that N trials make O(N) edges, not O(N²). With :meth:`previous_proposals` every result and
+        proposal the round reads is then an ancestor of its job (module docstring of
+        snaketune.bayes)."""
+        if self.parallel:
+            return [f for t in self._window_added(round_index) for f in self.run_results(t)]
         if self.brackets:
             return [f for b in self.brackets[:round_index] for f in self.bracket_slot_files(b.bracket.index)]
         if self.packs:
@@ -208,6 +242,35 @@ class StudyPlan:
                 if runs[0].trial.round is not None and runs[0].trial.round < round_index
             ]
         return [f for t in self.trials if t.round is not None and t.round < round_index for f in self.run_results(t)]
+
+    def _round_trial_index(self, round_index: int) -> int:
+        """Proposal index k of an asynchronous round's trial (round r >= 1 proposes trial
+        ``b<r>-0``)."""
+        return self._round_start[round_index]
+
+    def _window_added(self, round_index: int) -> list[Trial]:
+        if round_index == 0:
+            return []
+        last = self._round_trial_index(round_index) - self.parallel  # k - W
+        first = 0 if round_index == 1 else last
+        return self.trials[max(first, 0) : last + 1] if last >= 0 else []
+
+    def previous_proposals(self, round_index: int) -> list[str]:
+        """An asynchronous round's other declared input: round r-1's file (none for round 0)."""
+        return [self.layout.round_file(round_index - 1)] if self.parallel and round_index > 0 else []
+
+    def window(self, round_index: int) -> Window:
+        """What asynchronous round r >= 1 (trial k) reads: the results of trials 0 .. k-W and the
+        parameters of trials k-W+1 .. k-1. All are ancestors of its job through the chain of
+        declared inputs (:meth:`earlier_round_results`, :meth:`previous_proposals`)."""
+        if not self.parallel or round_index == 0:
+            raise ValueError(f"round {round_index} has no sliding window (search.parallel is {self.parallel})")
+        k = self._round_trial_index(round_index)
+        cut = max(k - self.parallel + 1, 0)
+        return Window(
+            observed=[f for t in self.trials[:cut] for f in self.run_results(t)],
+            running=[(t.id, self.layout.round_file(t.round)) for t in self.trials[cut:k]],
+        )
 
     def proposals_of(self, trials: Sequence[Trial]) -> list[str]:
         """The round files that hold the parameters of ``trials`` (none for grid and random)."""
@@ -411,10 +474,10 @@ def _configurations(config: Mapping[str, Any]) -> tuple[int, dict[int, int]]:
     n = SearchSpace.from_config(config["search_space"]).grid_size() if search["method"] == "grid" else search["n_trials"]
     if search["method"] != "bayes":
         return n, {n: 1}
-    first = min(search["n_startup"], n)
-    full, rest = divmod(n - first, search["batch"])
+    first, batch = min(search["n_startup"], n), proposal_batch(search)
+    full, rest = divmod(n - first, batch)
     rounds: dict[int, int] = {}
-    for size, count in ((first, 1), (search["batch"], full), (rest, int(rest > 0))):
+    for size, count in ((first, 1), (batch, full), (rest, int(rest > 0))):
         if count:
             rounds[size] = rounds.get(size, 0) + count
     return n, rounds

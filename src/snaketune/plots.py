@@ -255,6 +255,23 @@ def _categorical_axis(name: str, choices: Sequence[Any]) -> _Axis:
     return _Axis(name, position, [(position(c), _label(c)) for c in choices])
 
 
+# A conditional parameter's value in a trial where it is inactive (absent from the trial's params).
+INACTIVE = object()
+
+
+def _conditional_axis(p: Param, records: Sequence[Mapping[str, Any]]) -> _Axis:
+    """The axis of a conditional parameter: its values above, ``inactive`` at the bottom."""
+    values = [r["params"][p.name] for r in records if p.name in r["params"]]
+    if not values:
+        return _Axis(p.name, lambda v: 0.0, [(0.0, "inactive")])
+    inner = param_axis(p, values)
+
+    def position(v: Any) -> float:
+        return 0.0 if v is INACTIVE else 0.15 + 0.85 * inner.position(v)
+
+    return _Axis(inner.name, position, [(0.0, "inactive")] + [(0.15 + 0.85 * y, t) for y, t in inner.ticks])
+
+
 def param_axis(p: Param, values: Sequence[Any]) -> _Axis:
     """The axis of a searched parameter: log for log ranges, one tick per choice for categoricals."""
     if isinstance(p, Categorical) or not _all_numbers(values):  # (a value that is not a number: show them as they are)
@@ -272,20 +289,27 @@ def plot_parallel_coordinates(
     objective: Any = None,
 ) -> None:
     """One line per trial through every searched parameter and the objective, coloured by the
-    objective (the best trials drawn last, on top). Failed trials are grey dashed lines."""
+    objective (the best trials drawn last, on top). Failed trials are grey dashed lines. A
+    conditional parameter's axis has an ``inactive`` mark at the bottom for the trials without it."""
     title = "Parallel coordinates"
     params = space.searched()
     if not params:
         message_figure(path, title, "No parameter is searched: every value in search_space is fixed.")
         return
-    with_params = [r for r in records if all(p.name in (r.get("params") or {}) for p in params)]
+    always = [p for p in params if p.name not in space.conditions]
+    with_params = [r for r in records if all(p.name in (r.get("params") or {}) for p in always)]
     if not with_params:
         message_figure(path, title, "No trial has results yet.")
         return
     plt = _pyplot()
     import matplotlib as mpl
 
-    axes = [param_axis(p, [r["params"][p.name] for r in with_params]) for p in params]
+    axes = [
+        _conditional_axis(p, with_params)
+        if p.name in space.conditions
+        else param_axis(p, [r["params"][p.name] for r in with_params])
+        for p in params
+    ]
     ok = _ok(with_params)
     objectives = [float(r["objective"]) for r in ok]
     if objectives:
@@ -300,11 +324,12 @@ def plot_parallel_coordinates(
     if norm is not None and norm.vmin == norm.vmax:
         norm = mpl.colors.Normalize(vmin=norm.vmin - 0.5, vmax=norm.vmax + 0.5)
     for r in _failed(with_params):
-        ys = [a.position(r["params"][p.name]) for a, p in zip(axes, params)]
+        ys = [a.position(r["params"].get(p.name, INACTIVE)) for a, p in zip(axes, params)]
         ax.plot(range(len(ys)), ys, color="#bbbbbb", linestyle="--", linewidth=1, marker="x", markersize=5, zorder=1)
     # Worst first, best last: the lines that matter end up on top.
     for r in reversed(ranked(ok, _rule(metric, direction, objective))):
-        ys = [a.position(r["params"][p.name]) for a, p in zip(axes, params)] + [axes[-1].position(r["objective"])]
+        ys = [a.position(r["params"].get(p.name, INACTIVE)) for a, p in zip(axes, params)]
+        ys.append(axes[-1].position(r["objective"]))
         ax.plot(range(n), ys, color=cmap(norm(float(r["objective"]))), linewidth=1.6, alpha=0.85, zorder=2)
     for i, a in enumerate(axes):
         ax.axvline(i, color="black", linewidth=1, zorder=3)
@@ -360,13 +385,18 @@ def param_importances(
         "fANOVA": optuna.importance.FanovaImportanceEvaluator(seed=0),
         "PED-ANOVA": optuna.importance.PedAnovaImportanceEvaluator(),
     }
+    # fANOVA fits one forest on the trials that hold every parameter asked for: given a conditional
+    # one it would see only the trials where that one is active. It ranks the parameters active in
+    # every trial; PED-ANOVA compares each parameter's values where it is present (measured with
+    # Optuna 5.1).
+    asked = {"fANOVA": [n for n in varying if n not in space.conditions]}
     out: dict[str, dict[str, float]] = {}
     errors: dict[str, str] = {}
     for name, evaluator in evaluators.items():
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                imp = optuna.importance.get_param_importances(study, evaluator=evaluator, params=varying)
+                imp = optuna.importance.get_param_importances(study, evaluator=evaluator, params=asked.get(name, varying))
             out[name] = {k: float(v) for k, v in imp.items()}
         except Exception as e:  # an evaluator's limits (too few trials, ...) must not stop the report
             errors[name] = f"{type(e).__name__}: {e}"
@@ -424,7 +454,9 @@ def plot_importances(
     ax.set_xlim(0, 1.1)
     ax.set_xlabel("importance (normalised: sums to 1 per evaluator)")
     at = f" at budget {budget:g}" if budget is not None else ""
-    ax.set_title(f"{title} for {_text(metric)}: {len(subset)} trials{at}")
+    conditional = "fANOVA" in importances and any(n in space.conditions for n in names)
+    below = "\n(fANOVA: only the parameters active in every trial; PED-ANOVA: each where it is active)" if conditional else ""
+    ax.set_title(f"{title} for {_text(metric)}: {len(subset)} trials{at}{below}")
     note = "; ".join(f"{k} failed: {v}" for k, v in errors.items())
     ax.legend(loc="lower right", fontsize=8, title=_label(note) if note else None)
     ax.grid(axis="x", alpha=0.3)
@@ -469,6 +501,11 @@ def plot_slices(
     for k, p in enumerate(params):
         ax = axs[k // ncols][k % ncols]
         values = [r["params"][p.name] for r in records if p.name in (r.get("params") or {})]
+        if not values:  # a conditional parameter no trial has had yet
+            ax.text(0.5, 0.5, "inactive in every trial", ha="center", va="center", transform=ax.transAxes)
+            ax.set_xlabel(p.name)
+            ax.set_xticks([])
+            continue
         categorical = isinstance(p, Categorical) or not _all_numbers(values)
         if categorical:
             categories = _categories(p, values)
@@ -519,7 +556,8 @@ def plot_slices(
                 zorder=4,
             )
         _mark_failed(ax, [x_of(r["params"][p.name]) for r in _failed(records) if p.name in (r.get("params") or {})], k == 0)
-        ax.set_xlabel(f"{p.name} (log)" if _is_log(p) and not categorical else p.name)
+        active = f" (in {len(values)} of {len(records)} trials)" if len(values) < len(records) else ""
+        ax.set_xlabel((f"{p.name} (log)" if _is_log(p) and not categorical else p.name) + active)
         ax.grid(alpha=0.3)
         if k % ncols == 0:
             ax.set_ylabel(_text(metric))

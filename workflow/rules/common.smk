@@ -195,6 +195,25 @@ def earlier_round_results(wildcards):
 
 
 @per_job
+def previous_proposals(wildcards):
+    return PLAN.previous_proposals(int(wildcards.round))
+
+
+# search.parallel: an asynchronous round also declares the round before it, so that everything
+# it reads (every earlier proposal, the results of trials 0 .. k-W) is an ancestor of its job
+# (snaketune.bayes, module docstring); rounds keep their inputs as they were.
+PROPOSE_CHAIN = {"previous": previous_proposals} if PLAN.parallel else {}
+# A round's settings as its param, a rerun trigger. Asynchronous rounds leave n_trials out, so
+# that raising it adds rounds and reruns none (rounds keep the param they always had: a changed
+# param would re-propose, and so retrain, every existing study).
+PROPOSE_SEARCH = (
+    {k: v for k, v in config["search"].items() if k != "n_trials"}
+    if PLAN.parallel
+    else config["search"]
+)
+
+
+@per_job
 def round_size(wildcards):
     return PLAN.round_size(int(wildcards.round))
 

@@ -3,6 +3,7 @@
 
 rule propose:
     input:
+        **PROPOSE_CHAIN,
         results=earlier_round_results,
     output:
         proposals=L.round_file("{round}"),
@@ -15,7 +16,7 @@ rule propose:
     params:
         **OBJECTIVES,
         size=round_size,
-        search=config["search"],
+        search=PROPOSE_SEARCH,
         search_space=config["search_space"],
         direction=config["objective"]["direction"],
     script:

@@ -9,8 +9,9 @@ import logging  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 
-from snaketune.bayes import bayes_trial_id, observations, propose_round  # noqa: E402
-from snaketune.files import write_yaml  # noqa: E402
+from snaketune.bayes import Observation, bayes_trial_id, observations, propose_round  # noqa: E402
+from snaketune.files import read_yaml, write_yaml  # noqa: E402
+from snaketune.plan import StudyPlan  # noqa: E402
 from snaketune.records import Objective, iter_results  # noqa: E402
 from snaketune.space import SearchSpace  # noqa: E402
 
@@ -20,8 +21,18 @@ logging.captureWarnings(True)
 logging.basicConfig(stream=log, level=logging.WARNING)
 warnings.simplefilter("default")
 t0 = time.perf_counter()
-# Every run's record (packs of search.trials_per_job expanded to their trials' results).
-runs = [record for _, record in iter_results(sm.input.results)]
+running = []
+if search.get("parallel") and r > 0:
+    # search.parallel: trial k from the results of trials 0 .. k-W, trials k-W+1 .. k-1 running.
+    # The job declares only round r-1's file and trial k-W's results; the other files read here
+    # are ancestors of it through that chain, so they exist and a changed one reruns this round.
+    window = StudyPlan(sm.config).window(r)
+    runs = [record for _, record in iter_results(window.observed)]
+    round_files = {f: read_yaml(f)["trials"] for f in dict.fromkeys(f for _, f in window.running)}
+    running = [Observation(tid, round_files[f][tid], None) for tid, f in window.running]
+else:
+    # Every run's record (packs of search.trials_per_job expanded to their trials' results).
+    runs = [record for _, record in iter_results(sm.input.results)]
 # objective.also / objective.constraints: every objective's value and the limits (else None).
 objective = Objective.from_config(sm.params.objectives) if "objectives" in sm.params.keys() else None
 history = observations(runs, min_count=search["n_startup"], objective=objective)
@@ -35,12 +46,17 @@ proposals = propose_round(
     seed=search["seed"],
     n_startup=search["n_startup"],
     limits=[str(lim) for lim in objective.limits] if objective else (),
+    running=running,
 )
 trials = {bayes_trial_id(r, k): p for k, p in enumerate(proposals)}
-write_yaml(sm.output.proposals, {"round": r, "sampler": search["sampler"], "n_earlier": len(history), "trials": trials})
+window_note = {"running": [o.trial for o in running]} if search.get("parallel") else {}
+write_yaml(
+    sm.output.proposals,
+    {"round": r, "sampler": search["sampler"], "n_earlier": len(history), **window_note, "trials": trials},
+)
 n_failed = sum(o.value is None for o in history)
 print(
     f"round {r}: proposed {len(trials)} trials with {search['sampler']} from {len(history)} earlier "
-    f"({n_failed} failed) in {time.perf_counter() - t0:.2f} s",
+    f"({n_failed} failed{f', {len(running)} running' if running else ''}) in {time.perf_counter() - t0:.2f} s",
     file=log,
 )
