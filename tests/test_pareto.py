@@ -345,3 +345,47 @@ def test_a_schedule_that_trains_one_trial_to_the_end_warns_of_a_thin_front():
     )
     with pytest.warns(StudySizeWarning, match="trains only 1 to it"):
         resolve_config(cfg)
+
+
+def test_nsga2_rounds_carry_each_generation_and_breed_from_the_one_before():
+    """NSGA-II in rounds: round r's proposals are generation r (their files carry it, and the
+    next round's rebuilt study gets it back), so the search breeds instead of staying random."""
+    from dataclasses import replace
+
+    from snaketune.bayes import GENERATION_ATTR, Observation
+
+    space = SearchSpace.from_config(
+        {"x": {"type": "float", "low": 0.0, "high": 1.0}, "y": {"type": "float", "low": 0.0, "high": 1.0}}
+    )
+    kw = {"direction": ["minimize", "minimize"], "sampler": "nsga2", "seed": 7, "n_startup": 4, "population": 4}
+    history: list[Observation] = []
+    generations = []
+    for r in range(3):
+        attrs: list = []
+        first = propose_round(space, r, 4, history, sampler_attrs=attrs, **kw)
+        assert first == propose_round(space, r, 4, history, sampler_attrs=[], **kw)  # reproducible
+        generations.append([a[GENERATION_ATTR] for a in attrs])
+        for k, (p, a) in enumerate(zip(first, attrs)):
+            history.append(Observation(f"b{r}-{k}", p, (p["x"], 1 - p["x"] + p["y"]), attrs=a))
+    assert generations == [[0] * 4, [1] * 4, [2] * 4]
+    # Without the generations the rebuilt study could never leave generation 0.
+    attrs = []
+    propose_round(space, 3, 4, [replace(o, attrs=None) for o in history], sampler_attrs=attrs, **kw)
+    assert {a[GENERATION_ATTR] for a in attrs} == {0}
+
+
+@pytest.mark.workflow
+def test_nsga2_generations_pass_from_round_to_round_through_the_workflow(tmp_path):
+    cfg = pareto_config(
+        search={"method": "bayes", "sampler": "nsga2", "n_trials": 8, "n_startup": 4, "batch": 2, "seed": 3},
+        final={"retrain": False},
+    )
+    s = Study(tmp_path, cfg)
+    s.run()
+    generations = []
+    for r in range(3):
+        doc = yaml.safe_load((s.results / "rounds" / f"round-{r}.yaml").read_text())
+        generations.append(sorted({a["NSGAIISampler:generation"] for a in doc["sampler_attrs"].values()}))
+        assert set(doc["sampler_attrs"]) == set(doc["trials"])
+    assert generations == [[0], [1], [2]]  # round 0 is generation 0 (4 trials), then one per round of 2
+    assert (s.results / "pareto.tsv").is_file()

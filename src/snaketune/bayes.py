@@ -17,6 +17,10 @@ trial its values; with limits (objective.constraints) each trial carries one Opt
 per limit (its distance beyond it, <= 0 within it), so TPE and GP model where the limits hold.
 Failed trials keep their own ``failed`` constraint. CMA-ES takes neither (the config says so).
 
+NSGA-II (``nsga2``) breeds each round after round 0 as a generation of ``batch`` trials; a
+trial's generation lives in its Optuna system attributes, so a round's file carries them
+(``sampler_attrs``) and later rounds put them back on the rebuilt trials (:attr:`Observation.attrs`).
+
 Each round's sampler is seeded from (``search.seed``, round), and earlier trials are added in id
 order, so the proposals depend only on the earlier results: a study is reproducible bit for bit
 whatever the parallelism or the executor.
@@ -45,8 +49,11 @@ from typing import Any
 from snaketune.records import FAILED, Objective, combine_records, rank_budget
 from snaketune.space import Categorical, Fixed, FloatRange, IntRange, SearchSpace
 
-SAMPLERS = ("tpe", "gp", "cmaes", "qmc")
-CONSTRAINED_SAMPLERS = ("tpe", "gp")  # those that model failed trials as infeasible
+SAMPLERS = ("tpe", "gp", "cmaes", "qmc", "nsga2")
+CONSTRAINED_SAMPLERS = ("tpe", "gp", "nsga2")  # those that model failed trials as infeasible
+# NSGA-II keeps each trial's generation in the trial's system attributes; a round's proposals
+# carry them in its file (``sampler_attrs``), and later rounds put them back on the rebuilt trials.
+GENERATION_ATTR = "NSGAIISampler:generation"
 # Measured: the GP sampler needs ~41 s to propose 8 trials after 1,000 earlier ones (TPE ~0.7 s).
 GP_SLOW_AFTER = 300
 
@@ -92,11 +99,14 @@ def distributions(space: SearchSpace) -> dict[str, Any]:
     return out
 
 
-def make_sampler(name: str, seed: int, n_startup: int, group: bool = False):
+def make_sampler(name: str, seed: int, n_startup: int, group: bool = False, population: int = 0):
     """``group`` (a conditional search space): TPE models each set of parameters that occur
-    together jointly (docs/benchmarks.md, "Conditional search spaces")."""
+    together jointly (docs/benchmarks.md, "Conditional search spaces"). ``population``: NSGA-II's
+    population size, a round's batch (each round after round 0 is a generation)."""
     import optuna
 
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(population_size=max(2, population), seed=seed)
     if name == "tpe" and group:
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.TPESampler(
@@ -127,6 +137,7 @@ class Observation:
     value: float | tuple[float, ...] | None  # None = failed; several objectives: one value each
     intermediate: dict[int, float] | None = None
     limits: dict[str, float] | None = None  # objective.constraints: Optuna's constraint value per limit
+    attrs: dict[str, Any] | None = None  # the sampler's bookkeeping of the trial (NSGA-II: its generation)
 
     @property
     def values(self) -> tuple[float, ...] | None:
@@ -191,6 +202,7 @@ def build_study(
                 distributions={k: dists[k] for k in params} if space.conditional else dists,
                 intermediate_values=obs.intermediate or None,
                 user_attrs={"snaketune_trial": obs.trial},
+                system_attrs=dict(obs.attrs) if obs.attrs else None,  # a copy: Optuna adds the constraints to it
                 constraints=constraints if failed_as_infeasible else None,
             )
         except ValueError:
@@ -211,12 +223,22 @@ def propose_round(
     n_startup: int,
     limits: Sequence[str] = (),
     running: Sequence[Observation] = (),
+    population: int = 0,
+    sampler_attrs: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """The parameters of round ``round_index``'s ``size`` trials, given the earlier results
     (``direction``: one per objective; ``limits``: the names of the observations' constraints;
     ``running``: trials proposed but not yet observed, search.parallel's window, their values
-    ignored)."""
-    s = make_sampler(sampler, seed if sampler == "qmc" else round_seed(seed, round_index), n_startup, group=space.conditional)
+    ignored; ``population``: NSGA-II's population size; ``sampler_attrs``: a list that receives
+    each proposal's sampler bookkeeping, NSGA-II's generation, to be written with the round and
+    given back as :attr:`Observation.attrs`)."""
+    s = make_sampler(
+        sampler,
+        seed if sampler == "qmc" else round_seed(seed, round_index),
+        n_startup,
+        group=space.conditional,
+        population=population,
+    )
     if sampler == "gp" and len(history) >= GP_SLOW_AFTER:
         warnings.warn(
             f"the GP sampler is slow with many trials ({len(history)} so far; about 40 s per round at 1,000); "
@@ -239,6 +261,9 @@ def propose_round(
         trial = study.ask(dists)  # asked, never told: constant_liar treats it as running
         params = {name: trial.params[name] for name in space.names if name in trial.params}
         params.update(fixed)
+        if sampler == "nsga2" and sampler_attrs is not None:
+            generation = study.trials[trial.number].system_attrs.get(GENERATION_ATTR)
+            sampler_attrs.append({GENERATION_ATTR: generation} if generation is not None else {})
         proposals.append({name: _plain(params[name]) for name in space.names})
     return proposals
 

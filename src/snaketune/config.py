@@ -327,6 +327,11 @@ def check_semantics(cfg: Mapping) -> None:
             )
     if search["parallel"]:
         _check_parallel(search)
+    if search["method"] == "bayes" and search["sampler"] == "nsga2" and search["batch"] < 2:
+        raise ConfigError(
+            f"config key `search.batch` ({search['batch']}): NSGA-II's population is a round's batch, at least 2; "
+            "raise search.batch (e.g. 8) or use search.sampler: tpe"
+        )
     _check_size(cfg)
     data = cfg["data"]
     if data["val_fraction"] + data["test_fraction"] >= 0.95:
@@ -636,6 +641,12 @@ def _check_parallel(search: Mapping) -> None:
         raise ConfigError(
             f"config keys `search.parallel` ({w}) and `search.schedule` ({search['schedule']}) conflict: a schedule's "
             "brackets are proposed whole; use search.schedule: none with parallel, or search.parallel: null"
+        )
+    if search["sampler"] == "nsga2":
+        raise ConfigError(
+            f"config keys `search.parallel` ({w}) and `search.sampler` (nsga2) conflict: NSGA-II breeds a generation "
+            "from the whole one before it, which rounds give and a sliding window does not; use rounds "
+            "(search.parallel: null) or search.sampler: tpe"
         )
 
 

@@ -8,9 +8,11 @@ sys.stderr = log = open(sm.log[0], "w", buffering=1)  # from here on a traceback
 import logging  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
+from dataclasses import replace  # noqa: E402
 
 from snaketune.bayes import Observation, bayes_trial_id, observations, propose_round  # noqa: E402
 from snaketune.files import read_yaml, write_yaml  # noqa: E402
+from snaketune.layout import Layout  # noqa: E402
 from snaketune.plan import StudyPlan  # noqa: E402
 from snaketune.records import Objective, iter_results  # noqa: E402
 from snaketune.space import SearchSpace  # noqa: E402
@@ -36,6 +38,15 @@ else:
 # objective.also / objective.constraints: every objective's value and the limits (else None).
 objective = Objective.from_config(sm.params.objectives) if "objectives" in sm.params.keys() else None
 history = observations(runs, min_count=search["n_startup"], objective=objective)
+if search["sampler"] == "nsga2" and r > 0:
+    # NSGA-II's generations: each earlier proposal's, from its round's file (an ancestor of this
+    # job: its trials' results are this job's inputs).
+    layout = Layout(sm.config["study"])
+    attrs = {}
+    for j in range(r):
+        attrs.update(read_yaml(layout.round_file(j)).get("sampler_attrs") or {})
+    history = [replace(o, attrs=attrs.get(o.trial)) for o in history]
+sampler_attrs = []
 proposals = propose_round(
     SearchSpace.from_config(sm.params.search_space),
     r,
@@ -47,9 +58,13 @@ proposals = propose_round(
     n_startup=search["n_startup"],
     limits=[str(lim) for lim in objective.limits] if objective else (),
     running=running,
+    population=search["batch"],
+    sampler_attrs=sampler_attrs,
 )
 trials = {bayes_trial_id(r, k): p for k, p in enumerate(proposals)}
 window_note = {"running": [o.trial for o in running]} if search.get("parallel") else {}
+if sampler_attrs:
+    window_note["sampler_attrs"] = {bayes_trial_id(r, k): a for k, a in enumerate(sampler_attrs)}
 write_yaml(
     sm.output.proposals,
     {"round": r, "sampler": search["sampler"], "n_earlier": len(history), **window_note, "trials": trials},
