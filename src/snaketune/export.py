@@ -17,7 +17,7 @@ Searched parameters carry their Optuna distributions; fixed ones are single-choi
 The intermediate values are the objective metric per epoch from ``history.csv`` (the mean over the
 folds with cross-validation). The table's other columns (trial id, metrics, round, rung, budget,
 log) are user attributes; the study's user attribute ``best_trial`` names trials.tsv's winner, ranked by
-``records.rank_key`` (Optuna's own ``best_trial`` takes the first of equal values; the table breaks
+``records.standings`` (Optuna's own ``best_trial`` takes the first of equal values; the table breaks
 ties by the loss).
 """
 
@@ -164,7 +164,7 @@ def build_study(
         trials.append(frozen_trial(r, dists, top_budget=top_budget, intermediate=curve, objective=objective))
     study.add_trials(trials)
     best = best_record(records, objective)
-    if best is not None:  # Optuna's best_trial takes the first of equal values; records.rank_key breaks ties
+    if best is not None:  # Optuna's best_trial takes the first of equal values; records.standings breaks ties
         study.set_user_attr("best_trial", best["trial"])
     return study
 

@@ -5,10 +5,12 @@ A *record* is what a run writes to its ``result.json`` (``trial``, ``status``, `
 ``rung``, ``budget``); :func:`load_records` turns the runs of a study into one record per trial.
 The ranking functions take these records or the rows of ``trials.tsv`` (the same fields, flat
 and as text), so the table, ``best.yaml``, rung promotion, the report and the Optuna export all
-order trials by one rule (see :func:`rank_key`). With ``select.top_k`` the top trials are run
-again with extra seeds; :func:`combine_seeds` gives a trial its mean over them, and
-:func:`select_best` chooses by that mean, with the same rule. Nothing here imports pandas or
-Optuna: the ``collect`` job reads 10,000 trial folders with it.
+order trials by one rule (see :func:`standings`). What "best" means is an :class:`Objective`: one
+metric, or several (a Pareto front), and hard limits (``objective.constraints``). With
+``select.top_k`` the top trials are run again with extra seeds; :func:`combine_seeds` gives a
+trial its mean over them, and :func:`select_best` chooses by that mean, with the same rule.
+Nothing here imports pandas or Optuna at import time (Pareto ranks import snaketune.pareto, with
+several objectives only): the ``collect`` job reads 10,000 trial folders with it.
 """
 
 from __future__ import annotations

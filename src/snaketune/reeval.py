@@ -2,7 +2,7 @@
 
 On a small validation set one example is a large step of accuracy, so the best trial of a search
 is often one lucky run among near-ties. With ``select.top_k: k`` the ``choose_top`` job writes the
-k best trials of the search (``records.rank_key``) to ``select/top.yaml``; job (slot i, seed j)
+k best trials of the search (``records.standings``) to ``select/top.yaml``; job (slot i, seed j)
 trains the i-th of them again with extra seed j (1 .. ``select.seeds``) in
 ``trials/<trial>/seed-<j>/``; the table gets each one's mean and standard deviation
 (``records.combine_seeds``) and ``best.yaml`` the best mean (``records.select_best``). The jobs are
