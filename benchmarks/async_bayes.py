@@ -17,7 +17,9 @@ its Snakemake benchmark's wall seconds, ending when it wrote its ``result.json``
 mtime), and the span runs from the first trial's start to the last trial's end (``propose`` jobs
 count as idle: they are not trials); the same before the drain (up to the last trial's start:
 afterwards nothing is left to hand out, and any method idles while its last trials finish); the
-propose jobs' own share of that capacity; and the best (lowest) Branin value among the first N
+propose jobs' seconds as a share of that capacity (since 2026-12-03 a propose job holds no job
+slot, ``threads: 0``: it runs beside the trials, and this share is no longer taken from them);
+and the best (lowest) Branin value among the first N
 trials (proposal order), N = --trials and N/2.
 """
 

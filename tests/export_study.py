@@ -1,11 +1,14 @@
 """The study the export tests read: config/examples/bayes.yaml shrunk as tests/conftest.py
 shrinks configs (synthetic data, 2 epochs, 5 trials in two rounds), trained by the built-in
 trainer behind a command that makes trial b0-1 fail, as a broken trainer would. Run once per
-test session and shared: each export test writes only its own export's folder."""
+test session and shared: each export test writes only its own export's folder, which the test
+module's ``exported`` fixture writes once with :func:`exported_by`."""
 
 from __future__ import annotations
 
+import csv
 import sys
+from pathlib import Path
 
 import yaml
 
@@ -49,3 +52,16 @@ def finished_study(tmp_path_factory) -> Study:
         s.run()
         _finished.append(s)
     return _finished[0]
+
+
+def exported_by(rule: str, tmp_path_factory) -> Study:
+    """The finished study, exported by ``rule`` of the workflow (``snakemake export_mlflow``, ...)."""
+    s = finished_study(tmp_path_factory)
+    s.run(rule)
+    return s
+
+
+def read_table(results: Path) -> dict[str, dict[str, str]]:
+    """The study's trials.tsv: each row by its trial id."""
+    with open(results / "trials.tsv", newline="") as fh:
+        return {r["trial"]: r for r in csv.DictReader(fh, delimiter="\t")}

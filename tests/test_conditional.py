@@ -357,6 +357,7 @@ def test_the_example_config_resolves():
 
 def test_plots_take_trials_without_their_inactive_parameters(tmp_path):
     from snaketune.plots import plot_importances, plot_parallel_coordinates, plot_slices
+    from snaketune.records import Objective
 
     s = SearchSpace.from_config({**SPACE, "momentum": {**SPACE["momentum"], "grid": None}})
     records = []
@@ -368,7 +369,7 @@ def test_plots_take_trials_without_their_inactive_parameters(tmp_path):
     )
     for plot in (plot_parallel_coordinates, plot_slices, plot_importances):
         out = tmp_path / f"{plot.__name__}.png"
-        plot(out, records, s, metric="val_accuracy", direction="maximize")
+        plot(out, records, s, objective=Objective.single("val_accuracy", "maximize"))
         assert out.stat().st_size > 0
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from export_study import FAILED_REASON, FAILED_TRIAL, finished_study
+from export_study import FAILED_REASON, FAILED_TRIAL, exported_by, read_table
 from snaketune.export_data import MissingExtra
 from snaketune.export_mlflow import TAG_FOLD, TAG_KIND, TAG_STUDY, TAG_TRIAL, export_study, valid_name
 from snaketune.layout import Layout
@@ -52,17 +52,10 @@ def by_kind(runs, kind: str) -> list:
     return [r for r in runs if r.data.tags.get(TAG_KIND) == kind]
 
 
-def read_table(results: Path) -> dict[str, dict[str, str]]:
-    with open(results / "trials.tsv", newline="") as fh:
-        return {r["trial"]: r for r in csv.DictReader(fh, delimiter="\t")}
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """The real study, exported by its rule: `snakemake export_mlflow`."""
-    s = finished_study(tmp_path_factory)
-    s.run("export_mlflow")
-    return s
+    return exported_by("export_mlflow", tmp_path_factory)
 
 
 # -- the rule on a real study --------------------------------------------------------------------

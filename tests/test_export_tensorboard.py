@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from export_study import FAILED_TRIAL, finished_study
+from export_study import FAILED_TRIAL, exported_by, read_table
 from snaketune.export_data import ExportError, MissingExtra
 from snaketune.export_tensorboard import export_study
 from snaketune.layout import Layout
@@ -42,17 +42,10 @@ def hparams_data(acc: EventAccumulator) -> dict[str, plugin_data_pb2.HParamsPlug
     }
 
 
-def read_table(results: Path) -> dict[str, dict[str, str]]:
-    with open(results / "trials.tsv", newline="") as fh:
-        return {r["trial"]: r for r in csv.DictReader(fh, delimiter="\t")}
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """The real study, exported by its rule: `snakemake export_tensorboard`."""
-    s = finished_study(tmp_path_factory)
-    s.run("export_tensorboard")
-    return s
+    return exported_by("export_tensorboard", tmp_path_factory)
 
 
 @pytest.mark.workflow

@@ -18,7 +18,7 @@ from snaketune.export import build_study, write_journal
 from snaketune.files import write_json
 from snaketune.final import summarise_repeats
 from snaketune.layout import Layout
-from snaketune.records import best_record, ranked, records_in_completion_order
+from snaketune.records import Objective, best_record, ranked, records_in_completion_order
 from snaketune.space import SearchSpace
 from snaketune.summary import NOT_THE_ANSWER, answer, answer_html, print_run_summary, run_summary, summary_rows
 from snaketune.table import collect, write_table
@@ -32,6 +32,7 @@ SPACE = {
 }
 HOSTILE = ["$(touch pwned)", "<script>alert(1)</script>", "a'b\"c", "line\nbreak", "$x^2$", "`id`"]
 FIGURES = ["history", "parallel", "importances", "slices", "curves"]
+ACCURACY = Objective.single("val_accuracy", "maximize")  # what ranks the trials of make_study
 
 
 def _history(epochs: int, quality: float) -> list[dict]:
@@ -119,19 +120,18 @@ def _png_stats(path: Path) -> tuple[tuple[int, int], float, float]:
     return img.shape, float(img.std()), float((img < 245).mean())
 
 
-def draw(name: str, path: Path, records, space: SearchSpace, results: Path, metric="val_accuracy", direction="maximize"):
-    kw = {"metric": metric, "direction": direction}
+def draw(name: str, path: Path, records, space: SearchSpace, results: Path):
     if name == "history":
-        plots.plot_optimisation_history(path, records, study="synth", **kw)
+        plots.plot_optimisation_history(path, records, study="synth", objective=ACCURACY)
     elif name == "parallel":
-        plots.plot_parallel_coordinates(path, records, space, **kw)
+        plots.plot_parallel_coordinates(path, records, space, objective=ACCURACY)
     elif name == "importances":
-        plots.plot_importances(path, records, space, **kw)
+        plots.plot_importances(path, records, space, objective=ACCURACY)
     elif name == "slices":
-        plots.plot_slices(path, records, space, **kw)
+        plots.plot_slices(path, records, space, objective=ACCURACY)
     elif name == "curves":
-        curves = plots.learning_curves(Layout.at(results), records, final=True, **kw)
-        plots.plot_learning_curves(path, curves, metric=metric)
+        curves = plots.learning_curves(Layout.at(results), records, final=True, objective=ACCURACY)
+        plots.plot_learning_curves(path, curves, metric=ACCURACY.metric)
 
 
 def assert_not_blank(path: Path) -> None:
@@ -180,12 +180,29 @@ def test_edge_cases_draw_a_figure_never_an_error(tmp_path, case):
     )
 
 
+def test_a_figure_that_fails_says_so_and_the_others_are_still_drawn(tmp_path, monkeypatch):
+    paths = {"broken": tmp_path / "broken.png", "fine": tmp_path / "fine.png"}
+
+    def broken(out):
+        raise ValueError("no such axis")
+
+    said = []
+    monkeypatch.setattr(plots, "message_figure", lambda *a: said.append(a))
+    with open(tmp_path / "plot.log", "w") as log:
+        plots.draw_or_explain({"broken": broken, "fine": lambda out: Path(out).write_text("drawn")}, paths, log)
+    assert said == [(paths["broken"], "broken", f"This figure failed: ValueError: no such axis\nSee {log.name}.")]
+    assert paths["fine"].read_text() == "drawn"
+    text = (tmp_path / "plot.log").read_text()
+    assert "Traceback" in text and "ValueError: no such axis" in text
+    assert f"{paths['broken']}: " in text and f"{paths['fine']}: " in text  # each figure's time
+
+
 def test_log_parameters_get_log_axes_and_choices_get_one_tick_each(tmp_path, monkeypatch):
     results, files, space = make_study(tmp_path)
     records = records_in_completion_order(files)
     figures = []
     monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig))
-    plots.plot_slices(tmp_path / "s.png", records, space, metric="val_accuracy", direction="maximize")
+    plots.plot_slices(tmp_path / "s.png", records, space, objective=ACCURACY)
     lr, n_layers, activation = figures[0].axes[:3]
     assert lr.get_xscale() == "log" and n_layers.get_xscale() == "linear"
     assert [t.get_text() for t in activation.get_xticklabels()] == ["relu", "gelu", "tanh"]
@@ -209,7 +226,7 @@ def test_slices_label_integers_as_whole_numbers_and_narrow_log_ranges_without_cr
     ]
     figures = []
     monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig))
-    plots.plot_slices(tmp_path / "s.png", records, space, metric="val_accuracy", direction="maximize")
+    plots.plot_slices(tmp_path / "s.png", records, space, objective=ACCURACY)
     n_layers, width = figures[0].axes[:2]
     figures[0].canvas.draw()
     assert [t.get_text() for t in n_layers.get_xticklabels()] == ["1", "2", "3"]  # no 1.5, 2.5
@@ -237,9 +254,7 @@ def test_importances_say_why_they_are_missing(tmp_path, monkeypatch, space_kw, k
     _, files, space = make_study(tmp_path, **space_kw, **kw)
     said = []
     monkeypatch.setattr(plots, "message_figure", lambda path, title, message: said.append(message))
-    plots.plot_importances(
-        tmp_path / "i.png", records_in_completion_order(files), space, metric="val_accuracy", direction="maximize"
-    )
+    plots.plot_importances(tmp_path / "i.png", records_in_completion_order(files), space, objective=ACCURACY)
     assert len(said) == 1 and why in said[0]
 
 
@@ -247,7 +262,7 @@ def test_learning_curves_of_the_best_trials_and_the_final_retrain(tmp_path):
     results, files, _ = make_study(tmp_path, folds=3)
     _write_history(results / "final" / "history.csv", [{"epoch": 1, "train_loss": 1.0, "test_loss": 1.1, "test_accuracy": 0.7}])
     records = records_in_completion_order(files)
-    curves = plots.learning_curves(Layout.at(results), records, metric="val_accuracy", direction="maximize", top=2, final=True)
+    curves = plots.learning_curves(Layout.at(results), records, objective=ACCURACY, top=2, final=True)
     best_two = [r["trial"] for r in ranked(records, "val_accuracy", "maximize")[:2]]
     assert [(c.name, c.fold) for c in curves[:-1]] == [(t, f) for t in best_two for f in range(3)]
     assert curves[-1].final and curves[-1].history["test_accuracy"] == [0.7]
@@ -266,7 +281,7 @@ def test_schedule_curves_come_from_the_highest_rung_and_mark_where_rungs_ended(t
     assert promoted["rung"] == 1 and Layout.at(results).trial_history_files(promoted) == [
         results / "trials/r0000/rung-1/history.csv"
     ]
-    curves = plots.learning_curves(Layout.at(results), records, metric="val_accuracy", direction="maximize", top=8)
+    curves = plots.learning_curves(Layout.at(results), records, objective=ACCURACY, top=8)
     assert all(c.rung_ends == [2.0] for c in curves if c.name == "r0000")
     # The best trial is one that reached the largest budget, as in trials.tsv.
     assert best_record(records, "val_accuracy", "maximize")["budget"] == 6

@@ -4,17 +4,19 @@ Both exports show the same things: each trial's record (its parameters, status, 
 and result metrics), its learning curves from ``history.csv`` and, with cross-validation, each
 fold's. This module reads them once for both, and is where the rule "a trainer's file is
 untrusted" is kept for them: a value that is not a finite number, or a history that cannot be
-read, is left out with a warning that names the file, never a crash.
+read, is left out with a warning that names the file, never a crash. Their command lines
+(``python -m snaketune.export_<tool> results/<study>``) share :func:`export_command`.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
 import math
 import sys
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,3 +204,34 @@ def param_text(value: Any) -> str:
     if isinstance(value, (list, tuple, dict)) or value is None:
         return json.dumps(value)
     return str(value)
+
+
+def export_command(
+    argv: Sequence[str] | None,
+    *,
+    prog: str,
+    description: str,
+    options: Mapping[str, Mapping[str, Any]],
+    export: Callable[..., Any],
+    summary: Callable[[Any], str],
+) -> int:
+    """An export's command line, ``prog results/<study> [options]``: ``options`` are the flags
+    besides the study's folder (flag: ``add_argument``'s keywords), each passed on by its name as
+    ``export(layout, **options)``; then ``summary(what export returned)`` is printed. A folder that
+    is not a study's, or an error the export explains (ExportError, MissingExtra), ends the command
+    with a message instead of a traceback."""
+    ap = argparse.ArgumentParser(prog=prog, description=description)
+    ap.add_argument("results", help="the study's folder, results/<study>")
+    for flag, settings in options.items():
+        ap.add_argument(flag, **settings)
+    args = vars(ap.parse_args(argv))
+    results = args.pop("results")
+    layout = Layout.at(results)
+    if not Path(layout.trials_dir).is_dir():
+        sys.exit(f"snaketune: {results} is not a study folder (it has no trials/ folder); pass results/<study>")
+    try:
+        done = export(layout, **args)
+    except (ExportError, MissingExtra) as e:
+        sys.exit(f"snaketune: {e}")
+    print(summary(done))
+    return 0

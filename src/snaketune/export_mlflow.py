@@ -43,7 +43,6 @@ accept, are left out with a warning.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import posixpath
@@ -64,8 +63,8 @@ import yaml
 
 from snaketune.export_data import (
     ExportError,
-    MissingExtra,
     TrialView,
+    export_command,
     finite_metrics,
     param_text,
     require,
@@ -405,33 +404,25 @@ def destination_from_env(env: Mapping[str, str] = os.environ) -> tuple[str | Non
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
+    tracking_uri, experiment = destination_from_env()
+    return export_command(
+        argv,
         prog="python -m snaketune.export_mlflow",
         description="Export a snaketune study to MLflow: a parent run for the study, a run per trial (and per fold).",
+        options={
+            "--tracking-uri": {
+                "default": tracking_uri,
+                "help": "an MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the study's own store "
+                "sqlite:///results/<study>/mlflow/mlflow.db)",
+            },
+            "--experiment": {
+                "default": experiment,
+                "help": "the experiment's name (default: $MLFLOW_EXPERIMENT_NAME, else the study's name)",
+            },
+        },
+        export=export_study,
+        summary=summary_line,
     )
-    tracking_uri, experiment = destination_from_env()
-    ap.add_argument("results", help="the study's folder, results/<study>")
-    ap.add_argument(
-        "--tracking-uri",
-        default=tracking_uri,
-        help="an MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the study's own store "
-        "sqlite:///results/<study>/mlflow/mlflow.db)",
-    )
-    ap.add_argument(
-        "--experiment",
-        default=experiment,
-        help="the experiment's name (default: $MLFLOW_EXPERIMENT_NAME, else the study's name)",
-    )
-    args = ap.parse_args(argv)
-    layout = Layout.at(args.results)
-    if not Path(layout.trials_dir).is_dir():
-        sys.exit(f"snaketune: {args.results} is not a study folder (it has no trials/ folder); pass results/<study>")
-    try:
-        done = export_study(layout, tracking_uri=args.tracking_uri, experiment=args.experiment)
-    except (ExportError, MissingExtra) as e:
-        sys.exit(f"snaketune: {e}")
-    print(summary_line(done))
-    return 0
 
 
 def summary_line(done: Exported) -> str:

@@ -25,7 +25,6 @@ trainer wrote that are not finite numbers are left out with a warning.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -35,7 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from snaketune.export_data import ExportError, MissingExtra, TrialView, require, result_metrics, study_records, trial_views
+from snaketune.export_data import ExportError, TrialView, export_command, require, result_metrics, study_records, trial_views
 from snaketune.files import write_json
 from snaketune.layout import Layout
 
@@ -195,22 +194,14 @@ def export_study(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
+    return export_command(
+        argv,
         prog="python -m snaketune.export_tensorboard",
         description="Export a snaketune study as a TensorBoard log folder: scalars per trial and the HParams table.",
+        options={"--logdir": {"default": None, "help": "where to write (default: results/<study>/tensorboard); replaced whole"}},
+        export=export_study,
+        summary=summary_line,
     )
-    ap.add_argument("results", help="the study's folder, results/<study>")
-    ap.add_argument("--logdir", default=None, help="where to write (default: results/<study>/tensorboard); replaced whole")
-    args = ap.parse_args(argv)
-    layout = Layout.at(args.results)
-    if not Path(layout.trials_dir).is_dir():
-        sys.exit(f"snaketune: {args.results} is not a study folder (it has no trials/ folder); pass results/<study>")
-    try:
-        done = export_study(layout, logdir=args.logdir)
-    except (ExportError, MissingExtra) as e:
-        sys.exit(f"snaketune: {e}")
-    print(summary_line(done))
-    return 0
 
 
 def summary_line(done: Exported) -> str:

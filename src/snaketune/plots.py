@@ -13,15 +13,17 @@ import html
 import io
 import math
 import os
+import time
+import traceback
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from snaketune.files import atomic_write_bytes, atomic_write_text, read_json
 from snaketune.layout import Layout, run_name
-from snaketune.records import as_objective, best_record, is_ok, rank_budget, ranked
+from snaketune.records import Objective, best_record, is_ok, rank_budget, ranked
 from snaketune.space import Categorical, FloatRange, IntRange, Param, SearchSpace
 from snaketune.trial_files import read_history
 
@@ -64,6 +66,24 @@ def message_figure(path: str | os.PathLike, title: str, message: str) -> None:
     _save(fig, path)
 
 
+def draw_or_explain(
+    figures: Mapping[str, Callable[[str | os.PathLike], None]], paths: Mapping[str, str | os.PathLike], log: TextIO
+) -> None:
+    """Draw each of ``figures`` (name: a function that draws to a path) to its path in ``paths``
+    (a job's ``snakemake.output``), and write to ``log`` how long each took. A figure whose drawing
+    raises becomes a message figure that names the error and the log, which gets the traceback: a
+    figure never stops the report."""
+    for name, draw in figures.items():
+        t0 = time.perf_counter()
+        try:
+            draw(paths[name])
+        except Exception as e:  # a figure must never stop the report: say what went wrong instead
+            traceback.print_exc(file=log)
+            where = getattr(log, "name", "the job's log")
+            message_figure(paths[name], name, f"This figure failed: {type(e).__name__}: {e}\nSee {where}.")
+        print(f"{paths[name]}: {time.perf_counter() - t0:.2f} s", file=log)
+
+
 def _text(v: Any) -> str:
     """User data (a value, a class name, a metric) as plain text: "$(x)" must not become mathtext."""
     return str(v).replace("\n", " ").replace("$", r"\$")
@@ -84,12 +104,6 @@ def _ok(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
 
 def _failed(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return [r for r in records if not is_ok(r)]
-
-
-def _rule(metric: str, direction: str, objective: Any) -> Any:
-    """What ranks the trials: the study's whole objective (several objectives, limits:
-    snaketune.records.Objective) when given, else its metric and direction."""
-    return as_objective(objective) if objective else as_objective(metric, direction)
 
 
 def _is_log(p: Param) -> bool:
@@ -122,10 +136,8 @@ def plot_optimisation_history(
     path: str | os.PathLike,
     records: Sequence[Mapping[str, Any]],
     *,
-    metric: str,
-    direction: str,
+    objective: Objective,
     study: str = "",
-    objective: Any = None,
 ) -> None:
     """The objective of every trial in completion order, the best-so-far line, failed trials marked.
 
@@ -139,7 +151,7 @@ def plot_optimisation_history(
     import matplotlib as mpl
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    better = max if direction == "maximize" else min
+    better = max if objective.direction == "maximize" else min
     budgets = sorted({r["budget"] for r in records if r.get("budget") is not None})
     top = budgets[-1] if budgets else None
     xs_failed = []
@@ -184,7 +196,7 @@ def plot_optimisation_history(
         ys = [y for _, y in best_so_far] + [best_so_far[-1][1]]
         suffix = f" at {top:g} epochs" if top is not None else ""
         ax.step(xs, ys, where="post", color="#ff7f0e", linewidth=2, label=f"best so far{suffix}", zorder=4)
-    best = best_record(records, _rule(metric, direction, objective))
+    best = best_record(records, objective)
     if best is not None:
         x = next(i for i, r in enumerate(records) if r is best) + 1
         ax.scatter([x], [best["objective"]], marker="*", s=220, color="#ff7f0e", edgecolor="black", zorder=6)
@@ -196,7 +208,7 @@ def plot_optimisation_history(
     ax.set_xlim(0.5, len(records) + 0.5)
     ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("trial, in order of completion")
-    ax.set_ylabel(f"{_text(metric)} ({direction})")
+    ax.set_ylabel(f"{_text(objective.metric)} ({objective.direction})")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
@@ -284,9 +296,7 @@ def plot_parallel_coordinates(
     records: Sequence[Mapping[str, Any]],
     space: SearchSpace,
     *,
-    metric: str,
-    direction: str,
-    objective: Any = None,
+    objective: Objective,
 ) -> None:
     """One line per trial through every searched parameter and the objective, coloured by the
     objective (the best trials drawn last, on top). Failed trials are grey dashed lines. A
@@ -314,12 +324,12 @@ def plot_parallel_coordinates(
     objectives = [float(r["objective"]) for r in ok]
     if objectives:
         lo, hi = min(objectives), max(objectives)
-        obj = _Axis(_text(metric), lambda v: 0.5 if hi == lo else (float(v) - lo) / (hi - lo))
+        obj = _Axis(_text(objective.metric), lambda v: 0.5 if hi == lo else (float(v) - lo) / (hi - lo))
         obj.ticks = [(obj.position(v), _num(v)) for v in sorted({lo + (hi - lo) * k / 4 for k in range(5)})]
         axes.append(obj)
     n = len(axes)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.7 * n + 1.5), 4.8))
-    cmap = plt.get_cmap("viridis" if direction == "maximize" else "viridis_r")
+    cmap = plt.get_cmap("viridis" if objective.direction == "maximize" else "viridis_r")
     norm = mpl.colors.Normalize(vmin=min(objectives), vmax=max(objectives)) if objectives else None
     if norm is not None and norm.vmin == norm.vmax:
         norm = mpl.colors.Normalize(vmin=norm.vmin - 0.5, vmax=norm.vmax + 0.5)
@@ -327,7 +337,7 @@ def plot_parallel_coordinates(
         ys = [a.position(r["params"].get(p.name, INACTIVE)) for a, p in zip(axes, params)]
         ax.plot(range(len(ys)), ys, color="#bbbbbb", linestyle="--", linewidth=1, marker="x", markersize=5, zorder=1)
     # Worst first, best last: the lines that matter end up on top.
-    for r in reversed(ranked(ok, _rule(metric, direction, objective))):
+    for r in reversed(ranked(ok, objective)):
         ys = [a.position(r["params"].get(p.name, INACTIVE)) for a, p in zip(axes, params)]
         ys.append(axes[-1].position(r["objective"]))
         ax.plot(range(n), ys, color=cmap(norm(float(r["objective"]))), linewidth=1.6, alpha=0.85, zorder=2)
@@ -355,7 +365,7 @@ def plot_parallel_coordinates(
     failed = len(_failed(with_params))
     ax.set_title(f"{title}: {len(ok)} trials" + (f", {failed} failed (grey, dashed)" if failed else ""))
     if norm is not None:
-        fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.02, label=_text(metric))
+        fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.02, label=_text(objective.metric))
     _save(fig, path)
 
 
@@ -408,9 +418,7 @@ def plot_importances(
     records: Sequence[Mapping[str, Any]],
     space: SearchSpace,
     *,
-    metric: str,
-    direction: str,
-    objective: Any = None,
+    objective: Objective,
 ) -> None:
     """Horizontal bars: how much of the objective's variation each parameter explains (fANOVA) and
     how much it matters among the top trials (PED-ANOVA), both normalised to sum to 1."""
@@ -433,7 +441,7 @@ def plot_importances(
     if len(varying) < 2:
         message_figure(path, title, f"Among the successful trials only {', '.join(varying) or 'no parameter'} varies.")
         return
-    importances, errors = param_importances(subset, space, metric=metric, direction=direction)
+    importances, errors = param_importances(subset, space, metric=objective.metric, direction=objective.direction)
     if not importances:
         message_figure(path, title, "Optuna's evaluators failed:\n" + "\n".join(f"{k}: {v}" for k, v in errors.items()))
         return
@@ -456,7 +464,7 @@ def plot_importances(
     at = f" at budget {budget:g}" if budget is not None else ""
     conditional = "fANOVA" in importances and any(n in space.conditions for n in names)
     below = "\n(fANOVA: only the parameters active in every trial; PED-ANOVA: each where it is active)" if conditional else ""
-    ax.set_title(f"{title} for {_text(metric)}: {len(subset)} trials{at}{below}")
+    ax.set_title(f"{title} for {_text(objective.metric)}: {len(subset)} trials{at}{below}")
     note = "; ".join(f"{k} failed: {v}" for k, v in errors.items())
     ax.legend(loc="lower right", fontsize=8, title=_label(note) if note else None)
     ax.grid(axis="x", alpha=0.3)
@@ -471,13 +479,11 @@ def plot_slices(
     records: Sequence[Mapping[str, Any]],
     space: SearchSpace,
     *,
-    metric: str,
-    direction: str,
-    objective: Any = None,
+    objective: Objective,
 ) -> None:
     """The objective against each searched parameter (log x axis for log ranges; categorical values
     side by side), coloured by completion order; failed trials as red crosses at the bottom."""
-    title = f"{_text(metric)} against each parameter"
+    title = f"{_text(objective.metric)} against each parameter"
     params = space.searched()
     if not params:
         message_figure(path, "Slices", "No parameter is searched: every value in search_space is fixed.")
@@ -496,7 +502,7 @@ def plot_slices(
     cmap = plt.get_cmap("Blues")
     norm = mpl.colors.Normalize(vmin=-0.3 * len(records), vmax=max(len(records) - 1, 1))
     ok = _ok(records)
-    best = best_record(records, _rule(metric, direction, objective))
+    best = best_record(records, objective)
     rng = np.random.default_rng(0)
     for k, p in enumerate(params):
         ax = axs[k // ncols][k % ncols]
@@ -560,7 +566,7 @@ def plot_slices(
         ax.set_xlabel((f"{p.name} (log)" if _is_log(p) and not categorical else p.name) + active)
         ax.grid(alpha=0.3)
         if k % ncols == 0:
-            ax.set_ylabel(_text(metric))
+            ax.set_ylabel(_text(objective.metric))
     for k in range(len(params), nrows * ncols):
         axs[k // ncols][k % ncols].set_axis_off()
     if not ok:
@@ -618,16 +624,14 @@ def learning_curves(
     layout: Layout,
     records: Sequence[Mapping[str, Any]],
     *,
-    metric: str,
-    direction: str,
+    objective: Objective,
     top: int = 5,
     final: bool = False,
-    objective: Any = None,
 ) -> list[Curve]:
     """The curves of the ``top`` best trials (every fold with cross-validation) and, with ``final``,
     of the final retrain, from their ``history.csv`` files; runs without one are left out."""
     curves = []
-    for r in ranked(records, _rule(metric, direction, objective), ok_only=True)[:top]:
+    for r in ranked(records, objective, ok_only=True)[:top]:
         files = layout.trial_history_files(r)
         rung_ends = []
         if r.get("rung"):
@@ -842,7 +846,7 @@ def write_trials_html(tsv: str | os.PathLike, out: str | os.PathLike, *, study: 
 # -- several objectives ------------------------------------------------------------------------------
 
 
-def _judged(records: Sequence[Mapping[str, Any]], objective: Any) -> list[tuple[Mapping[str, Any], Any, int | None]]:
+def _judged(records: Sequence[Mapping[str, Any]], objective: Objective) -> list[tuple[Mapping[str, Any], Any, int | None]]:
     """(record, standing, Pareto rank) of each record at the ranked budget (every record without a
     schedule), in completion order."""
     from snaketune.records import standings
@@ -853,7 +857,9 @@ def _judged(records: Sequence[Mapping[str, Any]], objective: Any) -> list[tuple[
     return [(r, s, rank) for r, (_, s, rank) in zip(records, standings(records, objective))]
 
 
-def plot_pareto_front(path: str | os.PathLike, records: Sequence[Mapping[str, Any]], objective: Any, *, study: str = "") -> None:
+def plot_pareto_front(
+    path: str | os.PathLike, records: Sequence[Mapping[str, Any]], objective: Objective, *, study: str = ""
+) -> None:
     """The trials in the plane of two objectives (every pair of them for three or more): the
     Pareto front highlighted and joined, trials beyond a limit as grey crosses, the winner (the
     table's first row) as a star."""
@@ -918,7 +924,7 @@ def plot_pareto_front(path: str | os.PathLike, records: Sequence[Mapping[str, An
 
 
 def plot_hypervolume_history(
-    path: str | os.PathLike, records: Sequence[Mapping[str, Any]], objective: Any, *, study: str = ""
+    path: str | os.PathLike, records: Sequence[Mapping[str, Any]], objective: Objective, *, study: str = ""
 ) -> None:
     """The hypervolume dominated by the feasible trials finished so far, against the number of
     trials finished (completion order): how the front grew. The reference point is each

@@ -9,7 +9,9 @@ new process would (``runpy``), with the job's environment, working folder, stdou
 
 Who may use one
     Only trainers that snaketune runs with its own interpreter (the built-in trainer and
-    ``trainer.function``); a ``trainer.command`` always gets its own process. Only local runs: the
+    ``trainer.function``); a ``trainer.command`` always gets its own process. The workflow's heavier
+    Python steps hand themselves over too (:mod:`snaketune.scriptjob`: each Bayesian proposal, the
+    final model's evaluation), so the worker also imports Optuna. Only local runs: the
     workflow turns workers on (``SNAKETUNE_WORKER_OWNER``, :func:`owner_token`) when Snakemake runs
     jobs on this machine itself, never under a cluster executor, whose jobs land on other nodes.
     ``trainer.warm_worker: false`` in the study, or ``SNAKETUNE_WORKER=0`` in the environment, turns
@@ -20,7 +22,8 @@ Which worker
     versions and user: the socket's name is a hash of them all, in a folder only the user can enter
     (``$XDG_RUNTIME_DIR/snaketune`` or ``/tmp/snaketune-<uid>``, or ``SNAKETUNE_WORKER_DIR``), and
     the worker serves only connections of its own user. Two checkouts, venvs or runs never share one.
-    The first job that finds none starts it (a lock keeps it to one) and waits for it to listen.
+    The first job that finds none starts it (a lock keeps it to one) and waits for it to listen;
+    ``prepare_data``, which comes before any trial, starts it without waiting (:func:`prestart`).
 
 Lifetime
     The worker exits when its Snakemake run ends (the workflow's ``onsuccess``/``onerror`` stop it
@@ -57,14 +60,27 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from pathlib import Path
 
 ENV_SWITCH = "SNAKETUNE_WORKER"  # "0" (or false/no/off): never use a warm worker
 ENV_OWNER = "SNAKETUNE_WORKER_OWNER"  # set by the workflow for local runs: the Snakemake process
 ENV_DIR = "SNAKETUNE_WORKER_DIR"  # the folder of the sockets (default: see socket_dir)
 ENV_IDLE = "SNAKETUNE_WORKER_IDLE"  # seconds without a trial before a worker exits (IDLE_SECONDS)
-WARM_MODULES = ("snaketune.train", "snaketune.trial", "snaketune.model", "snaketune.data", "torch.optim")
+# What the worker imports before it forks: the trainer's modules, and what the workflow scripts
+# that hand themselves over (snaketune.scriptjob) import: Optuna for Bayesian proposals.
+WARM_MODULES = (
+    "snaketune.train",
+    "snaketune.trial",
+    "snaketune.model",
+    "snaketune.data",
+    "torch.optim",
+    "optuna",
+    "snaketune.bayes",
+    "snaketune.plan",
+    "snaketune.final",
+    "snaketune.evaluate",
+)
 IDLE_SECONDS = 120.0  # a worker without a trial for this long exits
 START_SECONDS = 120.0  # how long a job waits for a worker it started to listen (it imports torch)
 OWNER_POLL_SECONDS = 0.5
@@ -289,6 +305,54 @@ def _connect(path: Path) -> socket.socket | None:
     return sock
 
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "GOTO_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def one_thread_for_zero(environ: MutableMapping[str, str]) -> MutableMapping[str, str]:
+    """Set the thread-count variables Snakemake exports as the job's threads to 1 where they are 0
+    (a rule with ``threads: 0``, such as ``propose``): OpenMP rejects 0 (torch prints an error)."""
+    for name in THREAD_VARIABLES:
+        if environ.get(name) == "0":
+            environ[name] = "1"
+    return environ
+
+
+def _spawn(path: Path, owner: str) -> subprocess.Popen:
+    """Start the owner's worker at ``path`` (it exits at once if another one holds the start lock)."""
+    with open(path.with_suffix(".log"), "ab") as fh:  # the worker's own messages (its trainers write to their jobs' logs)
+        return subprocess.Popen(
+            [sys.executable, "-m", "snaketune.worker", "serve", str(path), owner],
+            stdin=subprocess.DEVNULL,
+            stdout=fh,
+            stderr=fh,
+            start_new_session=True,  # not in Snakemake's process group: it outlives a job, not its run
+            close_fds=True,
+            # numpy's OpenBLAS starts a thread pool as it is imported: one thread, so that the
+            # worker forks from a single thread (a trainer sets its own thread count for torch)
+            env={**one_thread_for_zero(dict(os.environ)), "OPENBLAS_NUM_THREADS": "1"},
+        )
+
+
+def prestart(environ: Mapping[str, str] = os.environ) -> bool:
+    """Start this run's worker if workers are on and none listens, without waiting for it: a job
+    that comes before the trials (prepare_data) calls it, so that the worker imports torch while
+    the job does its own work. Whether one was started."""
+    owner = active_owner(environ)
+    if owner is None:
+        return False
+    try:
+        path = socket_path(owner, environ)
+        probe = _connect(path)
+        if probe is not None:
+            probe.close()
+            return False
+        starter = _spawn(path, owner)
+    except (WorkerError, OSError):
+        return False  # the first trial tries again, and says why
+    starter.returncode = 0  # it runs on after this process: keep Popen's destructor quiet about it
+    return True
+
+
 def connect(owner: str, environ: Mapping[str, str] = os.environ) -> socket.socket:
     """A connection to the owner's worker, started if none listens; WorkerError if none can be had."""
     try:
@@ -299,18 +363,7 @@ def connect(owner: str, environ: Mapping[str, str] = os.environ) -> socket.socke
     if sock is not None:
         return sock
     log = path.with_suffix(".log")
-    with open(log, "ab") as fh:  # the worker's own messages (its trainers write to their jobs' logs)
-        starter = subprocess.Popen(
-            [sys.executable, "-m", "snaketune.worker", "serve", str(path), owner],
-            stdin=subprocess.DEVNULL,
-            stdout=fh,
-            stderr=fh,
-            start_new_session=True,  # not in Snakemake's process group: it outlives a job, not its run
-            close_fds=True,
-            # numpy's OpenBLAS starts a thread pool as it is imported: one thread, so that the
-            # worker forks from a single thread (a trainer sets its own thread count for torch)
-            env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
-        )
+    starter = _spawn(path, owner)
     deadline = time.monotonic() + START_SECONDS
     while time.monotonic() < deadline:
         sock = _connect(path)
@@ -353,13 +406,23 @@ def start(cmd: Sequence[str], env: Mapping[str, str], *, owner: str, keep_fds: S
     return WarmChild(conn, int(reply["pid"]), stderr_read, reply.get("worker"))
 
 
-def run(cmd: Sequence[str], env: Mapping[str, str], *, timeout: float | None, owner: str, keep_fds: Sequence[int] = ()):
+def run(
+    cmd: Sequence[str],
+    env: Mapping[str, str],
+    *,
+    timeout: float | None,
+    owner: str,
+    keep_fds: Sequence[int] = (),
+    label: str | None = "trainer",
+):
     """Run ``cmd`` (``python -m <module> <args>``) in the owner's warm worker, supervised as a trainer
-    process is (:func:`snaketune.supervise.watch`); its Outcome. WorkerError if no worker takes it."""
+    process is (:func:`snaketune.supervise.watch`); its Outcome. WorkerError if no worker takes it.
+    ``label`` names the child on stdout (None: nothing is printed)."""
     from snaketune.supervise import watch
 
     child = start(cmd, env, owner=owner, keep_fds=keep_fds)
-    print(f"[snaketune] trainer {child.pid} forked by warm worker {child.worker}", flush=True)
+    if label:
+        print(f"[snaketune] {label} {child.pid} forked by warm worker {child.worker}", flush=True)
     try:
         return watch(child, timeout)
     finally:

@@ -13,6 +13,10 @@ rule propose:
         L.benchmark("propose/round-{round}")
     conda:
         "../../envs/snaketune.yaml"
+    # A proposal takes a fraction of a second of one core (in the warm worker, snaketune.scriptjob):
+    # it holds no job slot, so that with search.parallel the trials keep every core while the
+    # next trial is proposed.
+    threads: 0
     params:
         **OBJECTIVES,
         size=round_size,

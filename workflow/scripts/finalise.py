@@ -2,7 +2,10 @@
 
 import sys
 
-sm = snakemake  # noqa: F821 (injected by Snakemake)
+from snaketune.scriptjob import hand_over
+
+# The rest runs in the run's warm worker when it has one (its imports are warm there).
+sm = hand_over(snakemake, __file__)  # noqa: F821 (injected by Snakemake)
 sys.stderr = log = open(sm.log[0], "w", buffering=1)  # from here on a traceback lands in the job's log
 
 from snaketune.final import finalise, shipped_test_metrics  # noqa: E402

@@ -1,8 +1,14 @@
 """Snakemake script: propose one round of a Bayesian search from the earlier rounds' results."""
 
+import os
 import sys
 
-sm = snakemake  # noqa: F821 (injected by Snakemake)
+from snaketune import worker
+from snaketune.scriptjob import hand_over
+
+# The rest runs in the run's warm worker when it has one (its imports are warm there).
+sm = hand_over(snakemake, __file__)  # noqa: F821 (injected by Snakemake)
+worker.one_thread_for_zero(os.environ)  # the rule's threads: 0 (it holds no job slot) exports 0s
 sys.stderr = log = open(sm.log[0], "w", buffering=1)  # from here on a traceback lands in the job's log
 
 import logging  # noqa: E402
