@@ -71,9 +71,14 @@ onstart:
 # run's warm worker, if it started one, before Snakemake returns.
 onsuccess:
     worker.stop()
-    print_run_summary(
-        L.results, config, workflow.overwrite_configfiles, cores=run_cores()
-    )
+    if COPIES:  # the study's files are in the storage provider, not here
+        print(
+            f"\nsnaketune: study {STUDY} is done; its files are in {STORED_AT}/\n"
+        )
+    else:
+        print_run_summary(
+            L.results, config, workflow.overwrite_configfiles, cores=run_cores()
+        )
 
 
 onerror:

@@ -269,12 +269,14 @@ def _types(schema: Mapping) -> list[str]:
     return [t] if isinstance(t, str) else list(t)
 
 
-def resolve_config(raw: Mapping, schema: Mapping | None = None) -> dict:
+def resolve_config(raw: Mapping, schema: Mapping | None = None, *, shared_fs: bool = True) -> dict:
     """Check ``raw`` and return a complete config with every default filled in.
 
     Numbers are read by their declared type (the schema's for config keys, a range's ``type`` and
     the built-in trainer's parameters in the search space): ``1e-3`` is a number there, and ``2.0``
     an integer where one is declared. A custom trainer's values are passed as they are.
+    ``shared_fs=False`` (a run whose files live in a storage provider): ``data.path`` names a file
+    in the storage, which is not checked here (Snakemake names it if it is missing there).
     """
     schema = schema if schema is not None else load_schema()
     if not isinstance(raw, Mapping):
@@ -285,7 +287,7 @@ def resolve_config(raw: Mapping, schema: Mapping | None = None) -> dict:
     _schema_errors(cfg, schema)
     builtin = builtin_trainer(cfg)
     cfg["search_space"] = {name: typed_spec(spec, _declared_type(name, builtin)) for name, spec in cfg["search_space"].items()}
-    check_semantics(cfg)
+    check_semantics(cfg, shared_fs=shared_fs)
     cfg["final"]["ensemble"] = ensemble_setting(cfg["final"], builtin)
     return cfg
 
@@ -304,8 +306,8 @@ def ensemble_setting(final: Mapping, builtin: bool) -> bool:
     return bool(final["ensemble"])
 
 
-def check_semantics(cfg: Mapping) -> None:
-    """The checks a JSON schema cannot express."""
+def check_semantics(cfg: Mapping, *, shared_fs: bool = True) -> None:
+    """The checks a JSON schema cannot express (``shared_fs``: :func:`resolve_config`)."""
     space = SearchSpace.from_config(cfg["search_space"])
     _check_param_names(space, cfg["objective"])
     _check_objective(cfg)
@@ -342,7 +344,7 @@ def check_semantics(cfg: Mapping) -> None:
     if data["source"] in ("csv", "npz"):
         if not data.get("path"):
             raise ConfigError(f"config key `data.path` is required for data.source: {data['source']} (the file to read)")
-        if not Path(data["path"]).is_file():
+        if shared_fs and not Path(data["path"]).is_file():
             raise ConfigError(f"config key `data.path`: file {data['path']!r} does not exist (data.source: {data['source']})")
     elif data["source"] == "images":
         if not data.get("path"):

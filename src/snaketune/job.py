@@ -22,12 +22,14 @@ the checkpoint the pack keeps.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
 
 from snaketune.gpu import GpuLeaseError
-from snaketune.runner import Preempted, run_trial
+from snaketune.layout import Layout
+from snaketune.runner import Preempted, leave_declared_files, run_trial
 from snaketune.specs import FrontSpec, PackSpec, ReevalSpec, SlotSpec, from_json
 from snaketune.supervise import FolderBusy, Leftover, die_with_parent, finish_once_trained
 
@@ -40,8 +42,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="CPU threads for the trainer")
     ap.add_argument("--timeout", type=float, default=0, help="seconds before a trial is killed (0 = no limit)")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument(
+        "--study",
+        help="without a shared file system: the study's name; the job then works in the folder of its copies of "
+        "the study's files, found from --job-log",
+    )
+    ap.add_argument("--job-log", help="with --study: the job's log file as Snakemake named it")
     args = ap.parse_args(argv)
+    if args.study and not args.job_log:
+        ap.error("--study needs --job-log (the job's log file as Snakemake named it)")
     die_with_parent(signal.SIGTERM)
+    copies = bool(args.study)  # the workflow passes --study where jobs share no file system
+    if copies:
+        os.chdir(Layout(args.study).copies_root(args.job_log) or ".")
     spec = from_json(Path(args.spec[1:]).read_text(encoding="utf-8") if args.spec.startswith("@") else args.spec)
     if not isinstance(spec, PackSpec):
         finish_once_trained()
@@ -71,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[snaketune] the retrain of front member {result['trial']} failed: {result['reason']}", file=sys.stderr)
             return 0
         result = run_trial(spec, **kw)
+        if copies:
+            leave_declared_files(spec)
     except (Preempted, GpuLeaseError, FolderBusy, Leftover) as e:
         print(f"[snaketune] {e}", file=sys.stderr, flush=True)
         return 1

@@ -84,6 +84,16 @@ def parse_run_name(run: str) -> tuple[str, int]:
     return trial, int(fold.removeprefix("fold-") or 0)
 
 
+def _written(path: Path) -> bool:
+    """Whether a run wrote this file: it exists and is not empty. Without a shared file system a
+    history.csv is a declared output of its job, so the runner leaves an empty one where the trainer
+    wrote none (:func:`snaketune.runner.leave_declared_files`)."""
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
+
+
 @dataclass(frozen=True)
 class Layout:
     """The paths of the study ``study`` (as strings, the form Snakemake rules want)."""
@@ -104,6 +114,30 @@ class Layout:
     @property
     def results(self) -> str:
         return f"{self.root}/{self.study}"
+
+    def copies_root(self, path: str | os.PathLike) -> str:
+        """Where a job finds this study's files, given the path Snakemake handed it for one of them
+        (an input, output or log): ``""`` where that is the study's own path (a shared file
+        system), else the folder that holds the job's copies. Without a shared file system
+        (Kubernetes, ``--shared-fs-usage none``) Snakemake keeps every file in a storage provider,
+        copies a job's inputs to ``.snakemake/storage/<provider>/<prefix>/results/<study>/...``
+        before it runs and stores its outputs from there; the copies keep the study's relative
+        paths below that folder, so a job that works in it reads and writes them by this Layout's
+        paths.
+
+        >>> Layout("s").copies_root("results/s/trials.tsv")
+        ''
+        >>> Layout("s").copies_root(".snakemake/storage/s3/bucket/results/s/trials/t1/result.json")
+        '.snakemake/storage/s3/bucket'
+        """
+        p = os.path.normpath(path)
+        if p == self.results or p.startswith(self.results + os.sep):
+            return ""
+        # The last occurrence: a storage prefix may itself name a results/<study> folder.
+        head, found, _ = p.rpartition(os.sep + self.results + os.sep)
+        if not found:
+            raise ValueError(f"{path} is neither a file of study {self.study!r} ({self.results}/...) nor a copy of one")
+        return head
 
     def foreign_report(self, argv: Sequence[str]) -> str | None:
         """Why a ``snakemake --report PATH`` command line would write this study's report into
@@ -170,7 +204,7 @@ class Layout:
             runs = [run_name(trial, rung=int(record["rung"]))]
         else:
             runs = [trial]
-        return [p for p in (Path(self.run_file(r, HISTORY)) for r in runs) if p.is_file()]
+        return [p for p in (Path(self.run_file(r, HISTORY)) for r in runs) if _written(p)]
 
     # bayes rounds
     def round_file(self, round_index: int | str) -> str:
@@ -263,9 +297,9 @@ class Layout:
     def final_history_files(self) -> list[Path]:
         """The final retrain's ``history.csv``, or each retrain's (``final.repeats``), as they exist."""
         single = Path(self.final_file(HISTORY))
-        if single.is_file():
+        if _written(single):
             return [single]
-        repeats = Path(self.final_dir).glob(f"repeat-*/{HISTORY}")
+        repeats = [p for p in Path(self.final_dir).glob(f"repeat-*/{HISTORY}") if _written(p)]
         return sorted(repeats, key=lambda p: int(p.parent.name.removeprefix("repeat-")))
 
     # for people

@@ -308,6 +308,39 @@ class StudyPlan:
             return [self.layout.pack_file(p) for p in range(len(self.packs))]
         return [f for t in self.trials for f in self.run_results(t)]
 
+    def search_histories(self) -> list[str]:
+        """The ``history.csv`` of every search run (what the learning curves may read)."""
+        from snaketune.layout import HISTORY
+
+        return [self.layout.run_file(r.name, HISTORY) for t in self.trials for r in self.runs(t)]
+
+    # Without a shared file system (Kubernetes; --shared-fs-usage none) a job gets only the files it
+    # declares, as copies from the storage provider, and keeps only those it declares as outputs.
+    def needs_shared_fs(self) -> list[str]:
+        """What in this study needs a shared file system: files a job reads that it does not, or
+        cannot, declare. Empty when the study runs without one."""
+        needs = []
+        if self.brackets:
+            needs.append(
+                f"search.schedule: {self.schedule} (a rung resumes its trials from the checkpoints of the "
+                "rung before, which no job declares)"
+            )
+        if self.packs:
+            needs.append("search.trials_per_job > 1 (a pack's job writes its trials' folders, which it does not declare)")
+        if self.parallel:
+            needs.append(
+                "search.parallel (each proposal reads the results of every earlier trial, which it does not "
+                "declare; Bayesian rounds of search.batch trials do)"
+            )
+        if self.front_k:
+            needs.append(
+                "final.front (a front member's model is written to a folder its job learns only when it runs, "
+                "so the job cannot declare it)"
+            )
+        if self.config["data"]["source"] == "images":
+            needs.append("data.source: images (a folder of images; give them as arrays: data.source npz)")
+        return needs
+
     # select.top_k: the top trials re-run with extra seeds (slot i = the i-th trial of the top file)
     def reeval_slots(self) -> list[tuple[int, int, int | None]]:
         """(slot, seed, fold) of every re-evaluation job: seeds 1 .. select.seeds (seed 0 is the

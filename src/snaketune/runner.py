@@ -42,7 +42,7 @@ from typing import Any
 from snaketune import worker
 from snaketune.files import atomic_write_text, read_json, read_yaml, write_json, write_yaml
 from snaketune.gpu import held_lock_fds, lease_gpu
-from snaketune.layout import CHECKPOINT, METRICS, PARAMS, RESULT, SIGKILLS, TRIAL_ENV
+from snaketune.layout import CHECKPOINT, HISTORY, METRICS, PARAMS, RESULT, SIGKILLS, TRIAL_ENV
 from snaketune.specs import RunSpec
 from snaketune.supervise import run_builtin_in_process, run_command, sole_writer
 
@@ -481,6 +481,17 @@ def record_run(
     state = "ok" if not reason else f"FAILED: {reason}"
     print(f"[snaketune] trial {spec.trial} {state} ({seconds:.1f} s)", flush=True)
     return result
+
+
+def leave_declared_files(spec: RunSpec) -> None:
+    """Without a shared file system the run's ``history.csv`` is a declared output of its job (the
+    learning curves read it in another job, which gets only declared files): an empty one where the
+    trainer wrote none (a custom trainer, a failed run), which readers take for none
+    (:meth:`snaketune.layout.Layout.trial_history_files`)."""
+    history = Path(spec.dir) / HISTORY
+    if not history.exists():
+        history.parent.mkdir(parents=True, exist_ok=True)
+        history.touch()
 
 
 def run_into_slot(run: RunSpec | None, file: str, where: dict[str, Any], why_empty: str, **kw: Any) -> dict[str, Any]:

@@ -85,6 +85,15 @@ def _files(named_list: Any) -> Files:
     return Files([_plain(v) for v in named_list], {str(k): _plain(v) for k, v in named_list.items()})
 
 
+def _rebased(value: Any, root: str) -> Any:
+    """``value`` (a path string, or lists of them) with ``root/`` taken off the paths below it."""
+    if isinstance(value, str):
+        return os.path.relpath(value, root) if os.path.normpath(value).startswith(root + os.sep) else value
+    if isinstance(value, (list, tuple)):
+        return type(value)(_rebased(v, root) for v in value)
+    return value
+
+
 class ScriptJob:
     """What a workflow script reads of Snakemake's ``snakemake`` object, as plain data."""
 
@@ -95,18 +104,49 @@ class ScriptJob:
         self.config = _plain(dict(sm.config))
         self.rule = str(sm.rule)
 
+    def rebase(self, root: str) -> None:
+        """Name the job's files (input, output, log) relative to ``root``, the folder of its copies."""
+        for name in ("input", "output", "log"):
+            files = getattr(self, name)
+            setattr(self, name, Files(_rebased(list(files), root), {k: _rebased(v, root) for k, v in files.items()}))
+
+
+def in_study(sm: Any) -> Any:
+    """At the top of a workflow script: the job as it sees the study's files. Where Snakemake hands it
+    the study's own paths (a shared file system) that is ``sm``. Without a shared file system it
+    hands the job local copies of its files (:meth:`snaketune.layout.Layout.copies_root`): the
+    script then works in the folder of those copies and gets a :class:`ScriptJob` whose input,
+    output and log are named by the study's paths, as everything it reads through a Layout is."""
+    if isinstance(sm, ScriptJob):
+        return sm
+    from snaketune.layout import Layout
+
+    study = sm.config.get("study")
+    seen = [*sm.output, *sm.log] or [*sm.input]
+    try:
+        root = Layout(str(study)).copies_root(str(seen[0])) if study and seen else ""
+    except ValueError:  # a file outside the study (a workflow that is not snaketune's)
+        root = ""
+    if not root:
+        return sm
+    job = ScriptJob(sm)
+    job.rebase(root)
+    os.chdir(root)
+    return job
+
 
 def hand_over(sm: Any, script: str) -> Any:
     """At the top of a workflow script: run ``script`` (the script's own ``__file__``) in the run's
-    warm worker and exit with its status; return ``sm`` when there is no worker to run it (the
-    script then goes on in this process) or when this already is the worker's child."""
+    warm worker and exit with its status; return the job (:func:`in_study`) when there is no worker
+    to run it (the script then goes on in this process) or when this already is the worker's
+    child."""
     if isinstance(sm, ScriptJob):
         return sm
     from snaketune import worker
 
     owner = worker.active_owner()
     if owner is None:
-        return sm
+        return in_study(sm)
     payload = base64.b64encode(pickle.dumps(ScriptJob(sm), protocol=pickle.HIGHEST_PROTOCOL)).decode()
     env = {k: v for k, v in os.environ.items() if k != worker.ENV_OWNER}  # the child hands over nothing
     cmd = [sys.executable, "-m", __name__, os.path.realpath(script), payload]

@@ -40,6 +40,19 @@ def per_job(func):
     return func
 
 
+# Without a shared file system (the Kubernetes executor; --shared-fs-usage none) Snakemake keeps
+# the study's files in a storage provider and gives each job copies of what it declares: the jobs
+# then declare every file they read (a run's history.csv for the learning curves, the user's data
+# file, NSGA-II's earlier rounds) and work in the folder of their copies (snaketune.scriptjob.in_study,
+# snaketune-trial --study). A study that needs the shared file system says so before any job runs.
+_fs_usage = getattr(
+    getattr(workflow, "storage_settings", None), "shared_fs_usage", None
+)
+COPIES = _fs_usage is not None and not any(
+    getattr(u, "name", "") == "INPUT_OUTPUT" for u in _fs_usage
+)
+
+
 def resolved_config(raw):
     """One config file = one study, checked before any job runs (errors name the key)."""
     try:
@@ -51,7 +64,7 @@ def resolved_config(raw):
         )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", snaketune.config.StudySizeWarning)
-            resolved = snaketune.resolve_config(cfg)
+            resolved = snaketune.resolve_config(cfg, shared_fs=not COPIES)
         for w in caught:  # said like the errors, without a source line
             print(f"\n{w.message}\n", file=sys.stderr)
         return resolved
@@ -117,6 +130,38 @@ worker.configure(
         m.name == "APPTAINER" for m in getattr(_deployment, "deployment_method", ())
     ),
     enabled=config["trainer"]["warm_worker"],
+)
+
+if COPIES and PLAN.needs_shared_fs():
+    print(
+        "\nsnaketune: this study needs a shared file system, which this run has not (an executor "
+        "such as Kubernetes, or --shared-fs-usage without input-output): "
+        + "; ".join(PLAN.needs_shared_fs())
+        + ". Run it where jobs share a file system (locally, SLURM), or leave these settings out.\n",
+        file=sys.stderr,
+    )
+    sys.exit(1)
+# Where the study's files are kept then (said at the end of a run).
+_prefix = (workflow.storage_settings.default_storage_prefix or "") if COPIES else ""
+STORED_AT = f"{_prefix.rstrip('/')}/{L.results}" if _prefix else L.results
+# The training jobs' command: in the folder of their copies.
+TRAIN_COPIES = f" --study {STUDY} --job-log {{log:q}}" if COPIES else ""
+HISTORY_OUTPUT = {"history": L.run_file("{run}", "history.csv")} if COPIES else {}
+SEARCH_HISTORIES = {"histories": PLAN.search_histories()} if COPIES else {}
+CURVES_READ = dict(SEARCH_HISTORIES)  # the learning curves: the final retrains' too
+if COPIES and config["final"]["retrain"] and PLAN.builtin_trainer:
+    CURVES_READ["final_histories"] = (
+        [L.final_file("history.csv")]
+        if PLAN.final_repeats == 1
+        else [L.final_file("history.csv", r) for r in range(PLAN.final_repeats)]
+    )
+# The summary names the Pareto front's size (several objectives): declared where it must be.
+PARETO_READ = PARETO if COPIES else {}
+# The user's data file (the built-in sources are made in the job).
+DATA_SOURCE = (
+    {"source": config["data"]["path"]}
+    if COPIES and config["data"]["source"] in ("csv", "npz")
+    else {}
 )
 
 
@@ -199,6 +244,18 @@ def previous_proposals(wildcards):
     return PLAN.previous_proposals(int(wildcards.round))
 
 
+@per_job
+def earlier_round_files(wildcards):
+    return [L.round_file(j) for j in range(int(wildcards.round))]
+
+
+# NSGA-II reads its generations from the earlier rounds' files (ancestors of the round, which
+# without a shared file system it must declare).
+EARLIER_ROUNDS = (
+    {"rounds": earlier_round_files}
+    if COPIES and config["search"]["sampler"] == "nsga2"
+    else {}
+)
 # search.parallel: an asynchronous round also declares the round before it, so that everything
 # it reads (every earlier proposal, the results of trials 0 .. k-W) is an ancestor of its job
 # (snaketune.bayes, module docstring); rounds keep their inputs as they were.

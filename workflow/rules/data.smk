@@ -3,6 +3,8 @@ from snaketune.data import prepare_params
 
 
 rule prepare_data:
+    input:
+        **DATA_SOURCE,
     output:
         data=L.data,
         summary=L.data_summary,

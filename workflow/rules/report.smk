@@ -13,6 +13,7 @@ PREDICTIONS = TEST_FIGURE and expected_task(config) == "regression"
 
 rule plot_study:
     input:
+        **CURVES_READ,
         table=L.table,
         records=L.records,
         final=L.final_file("metrics.json") if config["final"]["retrain"] else [],
@@ -121,6 +122,7 @@ ANSWER_FIGURE = (
 
 rule answer_page:
     input:
+        **PARETO_READ,
         table=L.table,
         winner=L.winner,
         final=L.final_file("metrics.json") if config["final"]["retrain"] else [],
@@ -202,6 +204,7 @@ rule plot_predictions:
 
 rule export_optuna:
     input:
+        **SEARCH_HISTORIES,
         table=L.table,
         records=L.records,
     output:

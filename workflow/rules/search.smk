@@ -4,6 +4,7 @@
 rule propose:
     input:
         **PROPOSE_CHAIN,
+        **EARLIER_ROUNDS,
         results=earlier_round_results,
     output:
         proposals=L.round_file("{round}"),
@@ -35,6 +36,7 @@ rule train_trial:
         **TRIAL_PROPOSALS,
         data=L.data,
     output:
+        **HISTORY_OUTPUT,
         result=L.result("{run}"),
         params=L.run_file("{run}", "params.yaml"),
     log:
@@ -56,7 +58,9 @@ rule train_trial:
         # exec: the runner is the job's process itself, so it stops (and stops its trainer) when
         # Snakemake dies, even by kill -9 of Snakemake alone (snaketune.supervise.die_with_parent).
         "exec snaketune-trial --spec {params.spec:q} --threads {threads} "
-        "--timeout {resources.trial_timeout_s} --device {resources.trial_device} > {log:q} 2>&1"
+        "--timeout {resources.trial_timeout_s} --device {resources.trial_device}"
+        + TRAIN_COPIES
+        + " > {log:q} 2>&1"
 
 
 # With search.trials_per_job > 1: several runs per job, each still with its own folder and result.

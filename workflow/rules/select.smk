@@ -127,6 +127,7 @@ else:  # final.repeats > 1: each retrain in final/repeat-<r>/, then `finalise` c
 # answer_page).
 rule summarise:
     input:
+        **PARETO_READ,
         table=L.table,
         winner=L.winner,
         final=L.final_file("metrics.json") if config["final"]["retrain"] else [],

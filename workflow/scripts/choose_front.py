@@ -2,7 +2,10 @@
 
 import sys
 
-sm = snakemake  # noqa: F821 (injected by Snakemake)
+from snaketune.scriptjob import in_study
+
+# The study's files as the job sees them (copies of them without a shared file system).
+sm = in_study(snakemake)  # noqa: F821 (injected by Snakemake)
 sys.stderr = log = open(sm.log[0], "w", buffering=1)  # from here on a traceback lands in the job's log
 
 from snaketune.files import read_json, read_yaml, write_yaml  # noqa: E402

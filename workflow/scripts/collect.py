@@ -4,7 +4,10 @@ the top trials' re-evaluations add their mean over the seeds."""
 
 import sys
 
-sm = snakemake  # noqa: F821 (injected by Snakemake)
+from snaketune.scriptjob import in_study
+
+# The study's files as the job sees them (copies of them without a shared file system).
+sm = in_study(snakemake)  # noqa: F821 (injected by Snakemake)
 sys.stderr = log = open(sm.log[0], "w", buffering=1)  # from here on a traceback lands in the job's log
 
 from snaketune.records import from_rule_params  # noqa: E402
