@@ -39,6 +39,7 @@ localrules:
     choose_front,
     front_table,
     plot_study,
+    plot_curves,
     plot_pareto,
     answer_page,
     export_optuna,

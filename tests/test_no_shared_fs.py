@@ -119,6 +119,14 @@ def test_a_study_runs_with_no_shared_file_system(study, pods):
     # nothing was written to the study's own paths: the jobs ran in pods, the files are in the store
     assert not (s.path / "results").exists()
     assert len(list(folder.iterdir())) >= 8 + 4 + 2 + 1  # folds, re-runs, retrains, prepare_data (at least)
+    # a copy of the store (README: aws s3 sync) makes the report as after a local run
+    shutil.copytree(store / "results", s.path / "results")
+    report = s.path / "report.html"
+    done = subprocess.run(
+        snakemake_cmd() + ["--configfile", s.config_path.name, "--report", str(report)],
+        cwd=s.path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0 and report.stat().st_size > 100_000, done.stderr[-3000:]
 
 
 def test_bayesian_rounds_and_a_csv_file_run_with_no_shared_file_system(study, pods, tmp_path):

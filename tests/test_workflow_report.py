@@ -160,6 +160,7 @@ def test_the_run_writes_every_figure_the_table_and_the_journal(finished):
         assert (s.results / "report" / name).stat().st_size > 1000, name
     assert "WARNING" not in (s.results / "logs" / "plot_confusion_matrix.log").read_text()  # matrix agrees with test_accuracy
     assert "Traceback" not in (s.results / "logs" / "plot_study.log").read_text()
+    assert "Traceback" not in (s.results / "logs" / "plot_curves.log").read_text()
 
 
 def test_the_optuna_journal_loads_back_and_matches_trials_tsv(finished):

@@ -11,12 +11,12 @@ CONFUSION_MATRIX = TEST_FIGURE and expected_task(config) == "classification"
 PREDICTIONS = TEST_FIGURE and expected_task(config) == "regression"
 
 
+# The search's figures and the trials table need the search alone: they are drawn while the
+# winner is retrained (rule plot_curves waits for the retrain).
 rule plot_study:
     input:
-        **CURVES_READ,
         table=L.table,
         records=L.records,
-        final=L.final_file("metrics.json") if config["final"]["retrain"] else [],
     output:
         history=report(
             L.figure("optimisation_history.png"),
@@ -46,13 +46,6 @@ rule plot_study:
             subcategory="search",
             labels={"figure": "objective per parameter"},
         ),
-        curves=report(
-            L.figure("learning_curves.png"),
-            caption=str(CAPTIONS / "learning_curves.rst"),
-            category=STUDY,
-            subcategory="search",
-            labels={"figure": "learning curves"},
-        ),
         table=report(
             L.figure("trials.html"),
             caption=str(CAPTIONS / "trials.rst"),
@@ -70,9 +63,36 @@ rule plot_study:
         **OBJECTIVE,
         study=STUDY,
         search_space=config["search_space"],
-        top=5,
     script:
         "../scripts/plot_study.py"
+
+
+# The learning curves of the best trials and of the final retrain.
+rule plot_curves:
+    input:
+        **CURVES_READ,
+        records=L.records,
+        final=L.final_file("metrics.json") if config["final"]["retrain"] else [],
+    output:
+        curves=report(
+            L.figure("learning_curves.png"),
+            caption=str(CAPTIONS / "learning_curves.rst"),
+            category=STUDY,
+            subcategory="search",
+            labels={"figure": "learning curves"},
+        ),
+    log:
+        L.log("plot_curves"),
+    benchmark:
+        L.benchmark("plot_curves")
+    conda:
+        "../../envs/snaketune.yaml"
+    params:
+        **OBJECTIVE,
+        study=STUDY,
+        top=5,
+    script:
+        "../scripts/plot_curves.py"
 
 
 # The page the report opens on (report/workflow.rst includes it): the summary's results (rule
@@ -228,6 +248,7 @@ rule export_optuna:
 # page, the journal.
 REPORT_TARGETS = [
     *rules.plot_study.output,
+    *rules.plot_curves.output,
     *rules.answer_page.output,
     *rules.export_optuna.output,
 ]

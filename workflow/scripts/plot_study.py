@@ -1,4 +1,5 @@
-"""Snakemake script: the report's figures of the search and the trials table as HTML."""
+"""Snakemake script: the report's figures of the search and the trials table as HTML (the learning
+curves, which wait for the final retrain: plot_curves.py)."""
 
 import sys
 
@@ -10,11 +11,9 @@ sys.stderr = log = open(sm.log[0], "w", buffering=1)  # from here on a traceback
 
 from snaketune import plots  # noqa: E402
 from snaketune.files import read_json  # noqa: E402
-from snaketune.layout import Layout  # noqa: E402
 from snaketune.records import from_rule_params  # noqa: E402
 from snaketune.space import SearchSpace  # noqa: E402
 
-layout = Layout(sm.params.study)
 objective = from_rule_params(sm.params)  # with several objectives or limits, the whole objective
 space = SearchSpace.from_config(sm.params.search_space)
 records = read_json(sm.input.records)  # trials.json: every trial, in completion order
@@ -23,12 +22,6 @@ figures = {
     "parallel": lambda out: plots.plot_parallel_coordinates(out, records, space, objective=objective),
     "importances": lambda out: plots.plot_importances(out, records, space, objective=objective),
     "slices": lambda out: plots.plot_slices(out, records, space, objective=objective),
-    "curves": lambda out: plots.plot_learning_curves(
-        out,
-        plots.learning_curves(layout, records, objective=objective, top=sm.params.top, final=bool(sm.input.final)),
-        metric=sm.params.metric,
-        top=sm.params.top,
-    ),
 }
 print(f"{len(records)} trials", file=log)
 plots.draw_or_explain(figures, sm.output, log)
