@@ -130,8 +130,8 @@ def test_a_study_runs_with_no_shared_file_system(study, pods):
 
 
 def test_bayesian_rounds_and_a_csv_file_run_with_no_shared_file_system(study, pods, tmp_path):
-    """A Bayesian study (each round's proposals are the next trials' input) on the user's own CSV
-    file, which the user puts into the store (data.path is then a path below the storage prefix),
+    """A Bayesian study (each round's proposals are the next trials' input; NSGA-II reads every
+    earlier round's file) on the user's own CSV file, which the user puts into the store (data.path is then a path below the storage prefix),
     and which the job that prepares the data declares to get it."""
     rng = __import__("numpy").random.default_rng(0)
     x = rng.normal(size=(200, 3))
@@ -140,7 +140,7 @@ def test_bayesian_rounds_and_a_csv_file_run_with_no_shared_file_system(study, po
     (pods[1] / "data.csv").write_text("\n".join(lines) + "\n")  # only in the store
     cfg = tiny_config(
         data={"source": "csv", "path": "data.csv", "label_column": "label"},
-        search={"method": "bayes", "n_trials": 4, "batch": 2, "n_startup": 2, "seed": 0},
+        search={"method": "bayes", "sampler": "nsga2", "n_trials": 6, "batch": 2, "n_startup": 2, "seed": 0},
         search_space={"lr": {"type": "float", "low": 0.001, "high": 0.1, "log": True}, "epochs": 2},
         final={"retrain": False},
     )
@@ -148,8 +148,23 @@ def test_bayesian_rounds_and_a_csv_file_run_with_no_shared_file_system(study, po
     run_in_pods(s, pods)
     results = pods[1] / "results" / "tiny"
     rows = (results / "trials.tsv").read_text().splitlines()
-    assert len(rows) == 5 and all("\tok\t" in r for r in rows[1:]), rows
-    assert sorted(p.name for p in (results / "rounds").iterdir()) == ["round-0.yaml", "round-1.yaml"]
+    assert len(rows) == 7 and all("\tok\t" in r for r in rows[1:]), rows
+    assert sorted(p.name for p in (results / "rounds").iterdir()) == ["round-0.yaml", "round-1.yaml", "round-2.yaml"]
+
+
+def test_a_custom_trainer_command_runs_where_the_sources_are(study, pods):
+    """trainer.command names its script relative to the checkout: the pod's working directory,
+    where Snakemake deployed the sources (with every file git tracks there, the script too); the
+    paths it is handed are its copies'."""
+    cfg = yaml.safe_load((REPO / "config" / "examples" / "branin.yaml").read_text())
+    cfg["search"]["n_trials"] = 3
+    s = study(cfg)
+    shutil.copytree(REPO / "config" / "examples" / "trainers", s.path / "config" / "examples" / "trainers")
+    for git in (["init", "-q"], ["add", "config"]):  # a checkout, as users run from
+        subprocess.run(["git", *git], cwd=s.path, check=True, capture_output=True)
+    run_in_pods(s, pods)
+    rows = (pods[1] / "results" / "branin" / "trials.tsv").read_text().splitlines()
+    assert len(rows) == 4 and all("\tok\t" in r for r in rows[1:]), rows
 
 
 @pytest.mark.parametrize(
@@ -223,3 +238,16 @@ def test_an_empty_history_is_no_history(tmp_path, monkeypatch):
     assert layout.trial_history_files({"trial": "t1"}) == []
     history.write_text("epoch,val_accuracy\n1,0.5\n")
     assert layout.trial_history_files({"trial": "t1"}) == [history]
+
+
+def test_a_training_job_names_its_files_by_their_copies_and_leaves_the_rest(tmp_path):
+    """snaketune-trial --study: the spec's files under the copies' folder; the user's parameter
+    values (even one named like a path field) and the log the table shows stay as they were."""
+    from conftest import run_spec
+    from snaketune.specs import from_json, rooted, to_json
+
+    spec = run_spec("results/s/trials/t1", data="results/s/data/prepared.npz", params={"data": "x", "lr": 0.1})
+    spec = from_json(rooted(to_json(spec), "/pod/.snakemake/storage/s3/bucket"))
+    assert spec.dir == "/pod/.snakemake/storage/s3/bucket/results/s/trials/t1"
+    assert spec.trainer.data == "/pod/.snakemake/storage/s3/bucket/results/s/data/prepared.npz"
+    assert spec.params == {"data": "x", "lr": 0.1} and spec.log == "results/s/trials/t1/train.log"

@@ -129,11 +129,15 @@ def test_the_kubernetes_profile_builds_the_dag_and_pods_that_ask_for_a_gpu(study
         "--profile",
         str(KUBERNETES),
         "-n",
+        "-p",
         "--default-storage-provider",
         "fs",
         "--default-storage-prefix",
         str(tmp_path / "store"),
     )
+    # The workflow knows from the start that the pods share no file system: each training job works
+    # in its copies of the study's files (tests/test_no_shared_fs.py runs such jobs).
+    assert out.stdout.count("snaketune-trial") >= 4 and out.stdout.count("--study tiny --job-log") >= 4, out.stdout[-3000:]
     jobs = dry_run_resources(out.stdout + out.stderr)
     trials = [resources for rule, resources in jobs if rule == "train_trial"]
     assert len(trials) == 4, jobs

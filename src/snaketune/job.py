@@ -30,7 +30,7 @@ from pathlib import Path
 from snaketune.gpu import GpuLeaseError
 from snaketune.layout import Layout
 from snaketune.runner import Preempted, leave_declared_files, run_trial
-from snaketune.specs import FrontSpec, PackSpec, ReevalSpec, SlotSpec, from_json
+from snaketune.specs import FrontSpec, PackSpec, ReevalSpec, SlotSpec, from_json, rooted
 from snaketune.supervise import FolderBusy, Leftover, die_with_parent, finish_once_trained
 
 
@@ -44,18 +44,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument(
         "--study",
-        help="without a shared file system: the study's name; the job then works in the folder of its copies of "
-        "the study's files, found from --job-log",
+        help="without a shared file system: the study's name; the spec's files are then the job's copies of the "
+        "study's files, found from --job-log",
     )
     ap.add_argument("--job-log", help="with --study: the job's log file as Snakemake named it")
     args = ap.parse_args(argv)
     if args.study and not args.job_log:
         ap.error("--study needs --job-log (the job's log file as Snakemake named it)")
     die_with_parent(signal.SIGTERM)
+    text = Path(args.spec[1:]).read_text(encoding="utf-8") if args.spec.startswith("@") else args.spec
     copies = bool(args.study)  # the workflow passes --study where jobs share no file system
     if copies:
-        os.chdir(Layout(args.study).copies_root(args.job_log) or ".")
-    spec = from_json(Path(args.spec[1:]).read_text(encoding="utf-8") if args.spec.startswith("@") else args.spec)
+        text = rooted(text, os.path.abspath(Layout(args.study).copies_root(args.job_log) or "."))
+    spec = from_json(text)
     if not isinstance(spec, PackSpec):
         finish_once_trained()
     kw = {"threads": args.threads, "timeout": args.timeout or None, "device": args.device}

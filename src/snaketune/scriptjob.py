@@ -142,11 +142,14 @@ def hand_over(sm: Any, script: str) -> Any:
     child."""
     if isinstance(sm, ScriptJob):
         return sm
+    job = in_study(sm)
+    if job is not sm:  # copies of the study's files (no shared file system): the script runs here, among them
+        return job
     from snaketune import worker
 
     owner = worker.active_owner()
     if owner is None:
-        return in_study(sm)
+        return sm
     payload = base64.b64encode(pickle.dumps(ScriptJob(sm), protocol=pickle.HIGHEST_PROTOCOL)).decode()
     env = {k: v for k, v in os.environ.items() if k != worker.ENV_OWNER}  # the child hands over nothing
     cmd = [sys.executable, "-m", __name__, os.path.realpath(script), payload]

@@ -19,6 +19,7 @@ Four kinds, told apart by their ``kind`` field:
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from functools import cache
@@ -167,6 +168,32 @@ def _fields_of(value: Any) -> dict[str, Any]:
 
 # json.dumps(..., sort_keys=True, separators=(",", ":")) builds this encoder at every call.
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=_fields_of)
+
+
+# The fields that name files of the study, relative to Snakemake's working directory. Not `log`:
+# the trials table shows it, and Snakemake itself writes that file.
+PATH_FIELDS = ("dir", "file", "data", "params_from", "resume", "promotion", "top", "front", "trials_dir")
+
+
+def rooted(text: str, root: str) -> str:
+    """The spec ``text`` with each of its relative file paths (:data:`PATH_FIELDS`, in the spec, its
+    trainer settings and its runs) under ``root``: where a job without a shared file system has
+    its copies of the study's files (:meth:`snaketune.layout.Layout.copies_root`). The trainer
+    still runs in the job's working directory, where the workflow's sources are."""
+
+    def under(data: dict[str, Any]) -> dict[str, Any]:
+        out = dict(data)
+        for name in PATH_FIELDS:
+            if isinstance(out.get(name), str) and not os.path.isabs(out[name]):
+                out[name] = os.path.join(root, out[name])
+        for name in ("trainer", "first"):  # nested specs; never `params`, the user's values
+            if isinstance(out.get(name), dict):
+                out[name] = under(out[name])
+        if isinstance(out.get("runs"), list):
+            out["runs"] = [under(r) for r in out["runs"]]
+        return out
+
+    return json.dumps(under(json.loads(text)), sort_keys=True, separators=(",", ":"))
 
 
 def _build(cls, data: dict[str, Any]):

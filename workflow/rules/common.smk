@@ -129,7 +129,8 @@ worker.configure(
     and not any(
         m.name == "APPTAINER" for m in getattr(_deployment, "deployment_method", ())
     ),
-    enabled=config["trainer"]["warm_worker"],
+    # Without a shared file system the jobs work among copies of their files (no worker's fork).
+    enabled=config["trainer"]["warm_worker"] and not COPIES,
 )
 
 if COPIES and PLAN.needs_shared_fs():

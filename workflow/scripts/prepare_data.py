@@ -21,8 +21,10 @@ warnings.filterwarnings("ignore", message="skipped unreadable image")  # reporte
 # The built-in trainer's objective must be a metric of the task the data turn out to have. Read from
 # the config, not a param: it decides nothing in the prepared file, so changing it re-prepares nothing.
 objective = sm.config["objective"]["metric"] if sm.config["trainer"]["command"] is None else None
+# Without a shared file system the user's file is a declared input: its copy is where the job reads it.
+data = {**sm.params.data, "path": sm.input.source} if "source" in sm.input.keys() else sm.params.data
 try:
-    summary = prepare(sm.params.data, sm.output.data, folds=sm.params.folds, objective=objective)
+    summary = prepare(data, sm.output.data, folds=sm.params.folds, objective=objective)
 except DataError as e:
     print(f"data error: {e}", file=log)
     print(f"\nsnaketune: data error: {e}\n", file=sys.__stderr__)  # for the person at the terminal too
