@@ -111,12 +111,14 @@ class ScriptJob:
             setattr(self, name, Files(_rebased(list(files), root), {k: _rebased(v, root) for k, v in files.items()}))
 
 
-def in_study(sm: Any) -> Any:
+def in_study(sm: Any, *, reads_every_run: str | None = None) -> Any:
     """At the top of a workflow script: the job as it sees the study's files. Where Snakemake hands it
     the study's own paths (a shared file system) that is ``sm``. Without a shared file system it
     hands the job local copies of its files (:meth:`snaketune.layout.Layout.copies_root`): the
     script then works in the folder of those copies and gets a :class:`ScriptJob` whose input,
-    output and log are named by the study's paths, as everything it reads through a Layout is."""
+    output and log are named by the study's paths, as everything it reads through a Layout is.
+    ``reads_every_run`` (a module to run on a copy of the study instead): the script reads every
+    run's folder, which no job declares, so without a shared file system it stops and says so."""
     if isinstance(sm, ScriptJob):
         return sm
     from snaketune.layout import Layout
@@ -129,6 +131,12 @@ def in_study(sm: Any) -> Any:
         root = ""
     if not root:
         return sm
+    if reads_every_run:
+        sys.exit(
+            f"snaketune: {sm.rule} reads every trial's files, which stay in the storage when jobs share no file "
+            f"system: copy the study from the storage and run python -m {reads_every_run} on the copy "
+            "(README, Run on Kubernetes)"
+        )
     job = ScriptJob(sm)
     job.rebase(root)
     os.chdir(root)

@@ -43,7 +43,7 @@ def per_job(func):
 # Without a shared file system (the Kubernetes executor; --shared-fs-usage none) Snakemake keeps
 # the study's files in a storage provider and gives each job copies of what it declares: the jobs
 # then declare every file they read (a run's history.csv for the learning curves, the user's data
-# file, NSGA-II's earlier rounds) and work in the folder of their copies (snaketune.scriptjob.in_study,
+# file, NSGA-II's earlier rounds) and name them by their copies (snaketune.scriptjob.in_study,
 # snaketune-trial --study). A study that needs the shared file system says so before any job runs.
 _fs_usage = getattr(
     getattr(workflow, "storage_settings", None), "shared_fs_usage", None
@@ -133,11 +133,12 @@ worker.configure(
     enabled=config["trainer"]["warm_worker"] and not COPIES,
 )
 
-if COPIES and PLAN.needs_shared_fs():
+_needs_shared_fs = PLAN.needs_shared_fs() if COPIES else []
+if _needs_shared_fs:
     print(
         "\nsnaketune: this study needs a shared file system, which this run has not (an executor "
         "such as Kubernetes, or --shared-fs-usage without input-output): "
-        + "; ".join(PLAN.needs_shared_fs())
+        + "; ".join(_needs_shared_fs)
         + ". Run it where jobs share a file system (locally, SLURM), or leave these settings out.\n",
         file=sys.stderr,
     )
@@ -145,7 +146,7 @@ if COPIES and PLAN.needs_shared_fs():
 # Where the study's files are kept then (said at the end of a run).
 _prefix = (workflow.storage_settings.default_storage_prefix or "") if COPIES else ""
 STORED_AT = f"{_prefix.rstrip('/')}/{L.results}" if _prefix else L.results
-# The training jobs' command: in the folder of their copies.
+# The training jobs' command: their spec's files are their copies (found from their log's path).
 TRAIN_COPIES = f" --study {STUDY} --job-log {{log:q}}" if COPIES else ""
 HISTORY_OUTPUT = {"history": L.run_file("{run}", "history.csv")} if COPIES else {}
 SEARCH_HISTORIES = {"histories": PLAN.search_histories()} if COPIES else {}

@@ -2,15 +2,11 @@
 
 import sys
 
-from snaketune.scriptjob import ScriptJob, in_study
+from snaketune.scriptjob import in_study
 
-# The study's files as the job sees them (copies of them without a shared file system).
-sm = in_study(snakemake)  # noqa: F821 (injected by Snakemake)
-if isinstance(sm, ScriptJob):  # copies: the export reads every run's folder, which no job declares
-    sys.exit(
-        "snaketune: export_mlflow reads every trial's files, which stay in the storage when jobs share no file "
-        "system: copy the study from the storage and run python -m snaketune.export_mlflow on the copy (README, Run on Kubernetes)"
-    )
+# The study's files as the job sees them; without a shared file system the export stops (it reads
+# every run's folder, which no job declares).
+sm = in_study(snakemake, reads_every_run="snaketune.export_mlflow")  # noqa: F821 (injected by Snakemake)
 sys.stderr = log = open(sm.log[0], "w", buffering=1)  # from here on a traceback lands in the job's log
 
 from snaketune.export_data import ExportError, MissingExtra  # noqa: E402
