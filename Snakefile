@@ -69,9 +69,11 @@ onstart:
 
 
 # The end of a successful run (not a dry run) prints the study's summary. Either end stops this
-# run's warm worker, if it started one, before Snakemake returns.
+# run's warm worker, if it started one, and the scheduler's last wake-up timer (Snakemake would
+# wait up to a second for it before exiting), before Snakemake returns.
 onsuccess:
     worker.stop()
+    drop_scheduler_timers()
     if COPIES:  # the study's files are in the storage provider, not here
         print(
             f"\nsnaketune: study {STUDY} is done; its files are in {STORED_AT}/\n"
@@ -84,3 +86,4 @@ onsuccess:
 
 onerror:
     worker.stop()
+    drop_scheduler_timers()

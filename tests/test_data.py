@@ -56,6 +56,35 @@ def test_builtin_sources_prepare_and_load(tmp_path, source):
         assert p.X.shape == (1797, 64) and len(p.classes) == 10
 
 
+def test_digits_read_from_scikit_learns_file_are_what_load_digits_returns(tmp_path, monkeypatch):
+    """The digits are read from scikit-learn's own file without importing it; the arrays must be
+    load_digits' to the last pixel, and a file that is missing or not the digits falls back to it."""
+    from sklearn.datasets import load_digits
+
+    from snaketune import data
+
+    expected = load_digits()
+    path = data.digits_file()
+    assert path is not None, "scikit-learn's digits.csv.gz moved: load_digits_source now imports scikit-learn"
+    pixels, digits = data.read_digits_file(path)
+    assert np.array_equal(pixels, expected.data) and np.array_equal(digits, expected.target)
+    ds = data.load_digits_source()
+    assert np.array_equal(ds.X, expected.data.astype(np.float32)) and np.array_equal(ds.y, expected.target)
+    assert ds.classes == [str(c) for c in expected.target_names]
+
+    short = tmp_path / "digits.csv.gz"
+    import gzip
+
+    with gzip.open(short, "wt") as fh:
+        fh.write("1,2,3\n")
+    assert data.read_digits_file(short) is None
+    (tmp_path / "garbage.csv.gz").write_bytes(b"not gzip")
+    assert data.read_digits_file(tmp_path / "garbage.csv.gz") is None
+    monkeypatch.setattr(data, "digits_file", lambda: short)
+    fallback = data.load_digits_source()
+    assert np.array_equal(fallback.X, ds.X) and np.array_equal(fallback.y, ds.y) and fallback.classes == ds.classes
+
+
 def test_csv_source_and_its_errors(tmp_path):
     rng = np.random.default_rng(0)
     path = tmp_path / "d.csv"

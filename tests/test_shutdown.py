@@ -9,6 +9,7 @@ import signal
 import pytest
 
 from snaketune.shutdown import (
+    drop_scheduler_timers,
     handle_stop_signals,
     is_affected,
     release,
@@ -64,3 +65,49 @@ def test_an_affected_snakemake_gets_its_handler_deferred_once(sigterm_handler):
     assert wrapped is not sigterm_handler and getattr(wrapped, "_snaketune_deferred", False)
     assert signal.getsignal(signal.SIGINT) is wrapped, "Ctrl-C stops as gracefully"
     assert not handle_stop_signals("9.27.1"), "wrapping twice would add a thread per signal"
+
+
+def test_snakemake_exits_without_waiting_for_its_schedulers_last_timer(tmp_path):
+    """Snakemake's scheduler arms a one-second, non-daemon timer on every pass of its loop; once the
+    run has ended the hooks cancel the pending ones, so no thread of Snakemake's keeps the process
+    alive after its last job. A real run of a one-rule workflow, whose onsuccess hook lists the
+    non-daemon threads before and after the call."""
+    import subprocess
+    import sys
+
+    (tmp_path / "Snakefile").write_text(
+        "import threading\n"
+        "from snaketune.shutdown import drop_scheduler_timers\n"
+        "def waiting():\n"
+        "    return sorted(type(t).__name__ for t in threading.enumerate() if not t.daemon and t is not threading.main_thread())\n"
+        "rule a:\n"
+        "    output: 'x'\n"
+        "    shell: 'touch {output}'\n"
+        "onsuccess:\n"
+        "    before = waiting()\n"
+        "    n = drop_scheduler_timers()\n"
+        "    import time; time.sleep(0.2)  # a cancelled timer's thread ends at once\n"
+        "    print('BEFORE', before, 'CANCELLED', n, 'AFTER', waiting())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "1", "--directory", str(tmp_path), "-s", str(tmp_path / "Snakefile")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    line = next(x for x in (done.stdout + done.stderr).splitlines() if x.startswith("BEFORE"))
+    assert "Timer" in line.split("CANCELLED")[0], line  # Snakemake armed one: the test is not vacuous
+    assert line.endswith("AFTER []"), line
+
+
+def test_only_snakemakes_scheduler_timers_are_cancelled():
+    import threading
+
+    mine = threading.Timer(30, lambda: None)
+    mine.start()
+    try:
+        assert drop_scheduler_timers() == 0
+        assert mine.is_alive()
+    finally:
+        mine.cancel()

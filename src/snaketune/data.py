@@ -136,11 +136,55 @@ def load_diabetes_source() -> Dataset:
     return Dataset(X, y, [], "diabetes", decision=_source_decision("diabetes", AUTO), features=list(d.feature_names))
 
 
-def load_digits_source() -> Dataset:
-    from sklearn.datasets import load_digits
+# scikit-learn's 8x8 digits: 1,797 images, 64 pixels (0-16) and the digit, one row each.
+DIGITS_SHAPE = (1797, 65)
 
-    d = load_digits()
-    return Dataset(d.data.astype(np.float32), d.target.astype(np.int64), [str(c) for c in d.target_names], "digits")
+
+def digits_file() -> Path | None:
+    """The file scikit-learn's ``load_digits`` reads (``sklearn/datasets/data/digits.csv.gz``, where
+    every release since 0.x keeps it), found without importing scikit-learn; None if it is not there."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")  # a top-level name: finds the package, runs none of it
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            return path
+    return None
+
+
+def read_digits_file(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """(pixels, digits) from that file, read as ``load_digits`` reads it; None unless it holds what
+    ``load_digits`` would return (1,797 rows of 64 pixels and a digit 0-9)."""
+    import gzip
+
+    try:
+        with gzip.open(path, "rt") as fh:
+            rows = np.loadtxt(fh, delimiter=",")
+    except (OSError, ValueError, EOFError):
+        return None
+    if rows.shape != DIGITS_SHAPE:
+        return None
+    digits = rows[:, -1]
+    if not np.array_equal(digits, np.round(digits)) or digits.min() < 0 or digits.max() > 9:
+        return None
+    return rows[:, :-1], digits.astype(np.int64)
+
+
+def load_digits_source() -> Dataset:
+    """scikit-learn's digits. Read from its file directly when it is where ``load_digits`` keeps it
+    (importing scikit-learn costs about a second, on the critical path of every study that starts
+    with prepare_data; tests/test_data.py checks that both give the same arrays), else by
+    ``load_digits`` itself."""
+    path = digits_file()
+    found = read_digits_file(path) if path is not None else None
+    if found is None:
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        found = d.data, d.target
+    pixels, digits = found
+    return Dataset(pixels.astype(np.float32), digits.astype(np.int64), [str(c) for c in range(10)], "digits")
 
 
 def load_mnist1d_source(n_samples: int | None, seed: int) -> Dataset:

@@ -16,6 +16,7 @@ except ImportError:
     )
 from snaketune import worker
 from snaketune.plan import StudyPlan
+from snaketune.shutdown import drop_scheduler_timers  # the Snakefile's onsuccess/onerror hooks
 from snaketune.shutdown import handle_stop_signals  # the Snakefile's onstart hook
 from snaketune.shutdown import release, snakemake_version
 from snaketune.specs import to_json
