@@ -64,8 +64,11 @@ rule all:
 # (SLURM sends one to a cancelled or timed-out head job): its handler runs on a thread instead.
 # Its Ctrl-C leaves finished and stopped jobs marked incomplete: with local jobs SIGINT stops the
 # same graceful way, passed on to the running jobs.
+# A local run with trials to fork starts its warm worker now, without waiting for it.
 onstart:
     handle_stop_signals(local_jobs=workflow.local_exec)
+    if trainers_to_fork():
+        worker.prestart()
 
 
 # The end of a successful run (not a dry run) prints the study's summary. Either end stops this

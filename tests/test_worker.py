@@ -264,3 +264,32 @@ def test_a_local_run_forks_its_trials_and_leaves_no_worker_behind(tmp_path, monk
     s.run("results/tiny/trials.tsv")
     logs = [s.results / "trials" / trial / "train.log" for trial in s.table()["trial"]]
     assert len(logs) == 4 and not any("forked by the warm worker" in p.read_text() for p in logs)
+
+
+LISTING_TRAINER = """
+import json, os
+out = os.environ["SNAKETUNE_OUT"]
+print("worker files:", sorted(os.listdir(os.environ["SNAKETUNE_WORKER_DIR"])))
+json.dump({"val_mse": 1.0, "test_mse": 1.0}, open(os.path.join(out, "metrics.json"), "w"))
+"""
+
+
+@pytest.mark.workflow
+def test_a_study_whose_trials_are_not_forked_starts_no_worker(tmp_path, monkeypatch):
+    """The run starts its worker ahead of the trials only when it has trials to fork: a
+    trainer.command trial runs as a process of its own, so nothing is started for it (a worker's
+    start creates its log and lock in the socket folder at once, which the trainer lists)."""
+    sockets = tmp_path / "w"
+    sockets.mkdir(mode=0o700)
+    monkeypatch.setenv(worker.ENV_DIR, str(sockets))
+    s = Study(
+        tmp_path,
+        tiny_config(
+            trainer={"command": f"{sys.executable} trainer.py"},
+            objective={"metric": "val_mse", "direction": "minimize"},
+        ),
+    )
+    (tmp_path / "trainer.py").write_text(LISTING_TRAINER)
+    s.run("results/tiny/trials.tsv")
+    logs = [p.read_text() for p in (s.results / "trials").glob("*/train.log")]
+    assert len(logs) == 4 and all("worker files: []" in text for text in logs), logs

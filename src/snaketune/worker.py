@@ -23,7 +23,8 @@ Which worker
     (``$XDG_RUNTIME_DIR/snaketune`` or ``/tmp/snaketune-<uid>``, or ``SNAKETUNE_WORKER_DIR``), and
     the worker serves only connections of its own user. Two checkouts, venvs or runs never share one.
     The first job that finds none starts it (a lock keeps it to one) and waits for it to listen;
-    ``prepare_data``, which comes before any trial, starts it without waiting (:func:`prestart`).
+    the workflow's onstart hook, when the run has trials to fork, starts it without waiting
+    (:func:`prestart`), so that it imports torch while the first jobs (prepare_data) run.
 
 Lifetime
     The worker exits when its Snakemake run ends (the workflow's ``onsuccess``/``onerror`` stop it
@@ -334,9 +335,9 @@ def _spawn(path: Path, owner: str) -> subprocess.Popen:
 
 
 def prestart(environ: Mapping[str, str] = os.environ) -> bool:
-    """Start this run's worker if workers are on and none listens, without waiting for it: a job
-    that comes before the trials (prepare_data) calls it, so that the worker imports torch while
-    the job does its own work. Whether one was started."""
+    """Start this run's worker if workers are on and none listens, without waiting for it: the
+    workflow's onstart hook calls it when the run has trials to fork, so that the worker imports
+    torch while the first jobs run. Whether one was started."""
     owner = active_owner(environ)
     if owner is None:
         return False

@@ -16,8 +16,8 @@ except ImportError:
     )
 from snaketune import worker
 from snaketune.plan import StudyPlan
-from snaketune.shutdown import drop_scheduler_timers  # the Snakefile's onsuccess/onerror hooks
-from snaketune.shutdown import handle_stop_signals  # the Snakefile's onstart hook
+# The Snakefile's onstart, onsuccess and onerror hooks:
+from snaketune.shutdown import drop_scheduler_timers, handle_stop_signals
 from snaketune.shutdown import release, snakemake_version
 from snaketune.specs import to_json
 
@@ -133,6 +133,25 @@ worker.configure(
     # Without a shared file system the jobs work among copies of their files (no worker's fork).
     enabled=config["trainer"]["warm_worker"] and not COPIES,
 )
+
+
+
+def trainers_to_fork():
+    """Whether this run has search trials (train_trial or a schedule's train_rung jobs) for the warm
+    worker to fork (a trainer.command runs as a process of its own): the onstart hook then starts
+    the worker, which imports torch while Snakemake starts the first jobs (prepare_data, ...). Read
+    from Snakemake's DAG as onstart sees it (its needrun jobs; read in 9.1.4 and 9.27.1); False if
+    that cannot be read, and the first trial starts the worker instead, as it always can."""
+    if config["trainer"]["command"] is not None:
+        return False
+    try:
+        if workflow.touch:  # --touch runs no job
+            return False
+        names = {job.rule.name for job in workflow.dag.needrun_jobs()}
+    except (AttributeError, TypeError):
+        return False
+    return bool(names & {"train_trial", "train_rung"})
+
 
 _needs_shared_fs = PLAN.needs_shared_fs() if COPIES else []
 if _needs_shared_fs:

@@ -2,12 +2,10 @@
 
 import sys
 
-from snaketune import worker
 from snaketune.scriptjob import in_study
 
 # The study's files as the job sees them (copies of them without a shared file system).
 sm = in_study(snakemake)  # noqa: F821 (injected by Snakemake)
-worker.prestart()  # the run's warm worker (if it has one) imports torch meanwhile, for the trials
 sys.stderr = log = open(sm.log[0], "w", buffering=1)  # from here on a traceback lands in the job's log
 
 import json  # noqa: E402
