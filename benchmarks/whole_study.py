@@ -11,8 +11,8 @@ median seconds of each rule's jobs (Snakemake's benchmark.tsv, the job's own pro
 folder of each checkout. On a shared machine compare the variants' medians, measured in turns.
 
 Run it with the snakemake of the install to measure on PATH. A user's install (`pip install .`)
-has no executor plugins; the test extra installs four, and Snakemake imports every installed
-plugin as it starts (1.0 s to its first job without them, 2.2 s with them, here), so the figures
+has no executor plugins; the test extra installs three, and Snakemake imports every installed
+executor plugin as it starts (1.0 s to its first job without them, 2.3 s with them, here), so the figures
 in docs/benchmarks.md come from a virtual environment with `pip install torch==2.13.0 && pip
 install .` only.
 """
