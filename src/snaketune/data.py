@@ -141,8 +141,9 @@ DIGITS_SHAPE = (1797, 65)
 
 
 def digits_file() -> Path | None:
-    """The file scikit-learn's ``load_digits`` reads (``sklearn/datasets/data/digits.csv.gz``, where
-    every release since 0.x keeps it), found without importing scikit-learn; None if it is not there."""
+    """The file scikit-learn's ``load_digits`` reads (``sklearn/datasets/data/digits.csv.gz``; read
+    in 1.9.1, and tests/test_data.py fails if it moves), found without importing scikit-learn; None
+    if it is not there."""
     import importlib.util
 
     spec = importlib.util.find_spec("sklearn")  # a top-level name: finds the package, runs none of it

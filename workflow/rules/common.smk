@@ -135,7 +135,6 @@ worker.configure(
 )
 
 
-
 def trainers_to_fork():
     """Whether this run has search trials (train_trial or a schedule's train_rung jobs) for the warm
     worker to fork (a trainer.command runs as a process of its own): the onstart hook then starts
