@@ -16,8 +16,8 @@ except ImportError:
     )
 from snaketune import worker
 from snaketune.plan import StudyPlan
-# The Snakefile's onstart, onsuccess and onerror hooks:
-from snaketune.shutdown import drop_scheduler_timers, handle_stop_signals
+from snaketune.shutdown import drop_scheduler_timers  # onsuccess, onerror
+from snaketune.shutdown import handle_stop_signals  # the Snakefile's onstart hook
 from snaketune.shutdown import release, snakemake_version
 from snaketune.specs import to_json
 
@@ -140,7 +140,8 @@ def trainers_to_fork():
     worker to fork (a trainer.command runs as a process of its own): the onstart hook then starts
     the worker, which imports torch while Snakemake starts the first jobs (prepare_data, ...). Read
     from Snakemake's DAG as onstart sees it (its needrun jobs; read in 9.1.4 and 9.27.1); False if
-    that cannot be read, and the first trial starts the worker instead, as it always can."""
+    that cannot be read, and the first trial starts the worker instead, as it always can.
+    """
     if config["trainer"]["command"] is not None:
         return False
     try:
