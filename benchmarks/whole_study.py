@@ -32,11 +32,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from inprocess_loop import study_config  # noqa: E402
-from pipeline_overhead import loop_program  # noqa: E402
-
-from snaketune.data import prepare  # noqa: E402
-
 PROGRAM = "2-worker in-process program (27 trials only; --calibrate)"
 
 
@@ -90,7 +85,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folders = {name: Path(tmp) / f"study-{i}" for i, name in enumerate(checkouts)}
         data = Path(tmp) / "prepared.npz"
-        if args.calibrate:
+        if args.calibrate:  # imported only then: inprocess_loop imports torch
+            from inprocess_loop import study_config
+            from pipeline_overhead import loop_program
+
+            from snaketune.data import prepare
+
             prepare(study_config({})["data"], data)
         for r in range(args.repeats):
             for name, checkout in checkouts.items():
