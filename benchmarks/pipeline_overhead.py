@@ -18,15 +18,19 @@ to exit (what a user waits for):
   data prepared beforehand, so all variants do the same work;
 * snakemake with search.trials_per_job: 14 (two packs, one per core; the trainer runs in the
   pack's process, so torch is imported twice instead of 27 times);
-* snakemake, the whole study (prepare_data -> 27 trials -> collect -> select -> retrain).
+* snakemake, the whole study (prepare_data -> 27 trials -> collect -> select -> retrain);
+* Snakemake's own floor: a bare Snakefile of 27 jobs that run `true` and one that gathers their
+  outputs, --cores 2: what any workflow of one job per trial pays before its trials compute
+  anything (Snakemake's start, its per-job work, its exit).
 
 --full-epochs adds a second workload: the same grid without early stopping (every trial trains
 all 50 epochs, about 5x the work), run by the 2-worker program, the Optuna workers, one job per
 trial and the packs.
 
---worker sets SNAKETUNE_WORKER for the snakemake one-job-per-trial variants (greedy, whole study
-and ILP): on (1, "warm worker"), off (0, "no worker") or both (default: each twice, on and off).
-The packs always run with it off; the other variants don't run snakemake.
+--worker sets SNAKETUNE_WORKER for the snakemake variants of the study (greedy, ILP, packs, whole
+study): on (1, "warm worker"), off (0, "no worker") or both (default: each twice, on and off). With
+the worker on, a pack's job runs in a fork of the worker too, so it imports no torch; the other
+variants don't run the study's workflow.
 
 Prints a Markdown table per workload with medians and ratios to its fastest 2-worker program.
 Run it with the Python of the environment to measure (its snakemake is used).
@@ -61,14 +65,31 @@ LABELS = {
     "smk-greedy": "snakemake, 27 trial jobs + collect, --cores 2, greedy scheduler (default)",
     "smk-pack": "snakemake, 2 packs of 14 trials + collect (search.trials_per_job: 14), --cores 2",
     "smk-full": "snakemake, whole study (prepare, 27 trials, collect, select, retrain), --cores 2",
+    "smk-floor": "snakemake, a bare Snakefile: 27 jobs running `true` + gather, --cores 2 (Snakemake's floor)",
 }
+FLOOR_SNAKEFILE = """
+rule gather:
+    input:
+        expand("out/{i}.txt", i=range(27)),
+    output:
+        "gathered.txt",
+    shell:
+        "cat {input} > {output}"
+
+
+rule job:
+    output:
+        "out/{i}.txt",
+    shell:
+        "true > {output}"
+"""
 WORKLOADS = {
     "default": ({}, list(LABELS)),
-    "full-epochs": ({"early_stopping": {"patience": 0}}, ["fork", "optuna", "smk-greedy", "smk-pack"]),
+    "full-epochs": ({"early_stopping": {"patience": 0}}, ["fork", "optuna", "smk-greedy", "smk-pack", "smk-floor"]),
 }
 PROGRAMS = ("seq", "fork", "spawn")
 # The variants run with SNAKETUNE_WORKER=1 and/or 0 (--worker), as "<name>@on" / "<name>@off".
-WORKER_VARIANTS = ("smk-ilp", "smk-greedy", "smk-full")
+WORKER_VARIANTS = ("smk-ilp", "smk-greedy", "smk-pack", "smk-full")
 WORKER_LABELS = {"on": "warm worker", "off": "no worker"}
 
 
@@ -165,6 +186,17 @@ def snakemake_run(work: Path, target: list[str], extra: list[str], worker: str =
     return time.perf_counter() - t0
 
 
+def floor_run(work: Path) -> float:
+    """Snakemake's own cost for 27 jobs and a gather: a bare Snakefile, no workflow code."""
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    (work / "Snakefile").write_text(FLOOR_SNAKEFILE)
+    cmd = [snakemake_exe(), "--snakefile", str(work / "Snakefile"), "--directory", str(work), "--cores", "2", "--quiet", "all"]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, cwd=work, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
 def fresh_workdir(root: Path, name: str, overrides: dict) -> Path:
     """A folder with the default study and a study.yaml holding the variant's changes to it."""
     work = root / name
@@ -184,6 +216,8 @@ def measure(variant: str, root: Path, data: Path, overrides: dict) -> tuple[floa
         wall, note = optuna_run(data, root / name, overrides)
         return wall, None, note
     folder = variant.replace("@", "-")
+    if name == "smk-floor":
+        return floor_run(root / folder), None, None
     if name == "smk-full":
         return snakemake_run(fresh_workdir(root, folder, overrides), [], [], worker), None, None
     if name == "smk-pack":

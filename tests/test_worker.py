@@ -112,8 +112,8 @@ def test_one_worker_per_run_interpreter_environment_and_user(monkeypatch):
     monkeypatch.setattr(sys, "prefix", "/another/venv")
     assert worker.worker_key("1:2") != key, "another environment"
     monkeypatch.undo()
-    monkeypatch.setattr(worker, "_versions", lambda: ["torch==0.0.1"])
-    assert worker.worker_key("1:2") != key, "other package versions"
+    monkeypatch.setattr(worker, "_installed", lambda: ["torch: elsewhere"])
+    assert worker.worker_key("1:2") != key, "other installed packages"
     monkeypatch.undo()
     monkeypatch.setattr(os, "getuid", lambda: 12345)
     assert worker.worker_key("1:2") != key, "another user"
@@ -211,21 +211,90 @@ def test_the_worker_dying_mid_trial_is_an_interruption_that_resumes(tmp_path, da
     assert again["status"] == "ok" and "[snaketune] resumed from" in capfd.readouterr().out
 
 
+def loaded(pid: int) -> str:
+    """The files mapped into process ``pid`` (its shared libraries)."""
+    return Path(f"/proc/{pid}/maps").read_text()
+
+
+def test_a_trial_job_hands_its_work_to_the_worker_and_imports_no_torch_itself(tmp_path, data, owner):
+    """The job's process (Snakemake's job, what benchmark.tsv measures) only waits for the worker's
+    child that does its work: it maps no torch library, while the trainer does."""
+    out = tmp_path / "t1"
+    log = tmp_path / "job.log"
+    with open(log, "wb") as fh:
+        job = snaketune_trial(spec(out, None, data=data), stdout=fh, stderr=subprocess.STDOUT)
+    try:
+        child = int(wait_for(lambda: re.search(r"trainer (\d+) forked", log.read_text()), what="the forked trainer")[1])
+        assert "libtorch" in loaded(child) and "libtorch" not in loaded(job.pid)
+        helpers = [p for p in forked(owner) if p != child]
+        assert helpers and job.pid not in helpers, "the job's runner is a child of the worker too"
+    finally:
+        job.kill()
+        job.wait()
+    assert gone_within([child, *helpers], 5) == [], "the worker kills what a job that died left"
+
+
+def test_a_job_that_no_worker_takes_does_its_work_itself(tmp_path, data, owner, monkeypatch):
+    sockets = tmp_path / "open"
+    sockets.mkdir(mode=0o755)
+    sockets.chmod(0o755)  # refused: others may enter it
+    monkeypatch.setenv(worker.ENV_DIR, str(sockets))
+    out = tmp_path / "t1"
+    run = spec(out, None, data=data, params=dict(BUILTIN, epochs=2))
+    done = snaketune_trial(run, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    text = done.communicate(timeout=120)[0].decode()
+    assert done.returncode == 0, text
+    assert "no warm worker" in text and "closed to others" in text
+    assert json.loads((out / "result.json").read_text())["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--spec", '{"kind": "run", "trainer": {"command": null}}'], True),
+        (['--spec={"kind": "run", "trainer": {"command": null, "function": "m:f"}}'], True),
+        (["--spec", '{"kind": "pack", "runs": [{"trainer": {"command": null}}]}', "--device", "cpu"], True),
+        (["--spec", '{"kind": "run", "trainer": {"command": "python t.py"}}'], False),
+        (["--spec", '{"kind": "run", "trainer": {"command": null}}', "--study", "s", "--job-log", "x"], False),
+        (["--spec", "not json"], False),
+        (["--spec"], False),
+        ([], False),
+    ],
+)
+def test_which_jobs_go_to_the_worker(args, expected):
+    from snaketune.job import forkable
+
+    assert forkable(args) is expected
+
+
+def test_a_spec_file_is_read_to_decide(tmp_path):
+    from snaketune.job import forkable
+
+    (tmp_path / "spec.json").write_text('{"kind": "run", "trainer": {"command": "sh t.sh"}}')
+    assert not forkable(["--spec", f"@{tmp_path / 'spec.json'}"])
+    (tmp_path / "spec.json").write_text('{"kind": "run", "trainer": {"command": null}}')
+    assert forkable(["--spec", f"@{tmp_path / 'spec.json'}"])
+    assert not forkable(["--spec", f"@{tmp_path / 'missing.json'}"])
+
+
 def test_the_forked_trainer_holds_the_gpu_slot_until_it_is_gone(tmp_path, data, owner, monkeypatch):
     locks = tmp_path / "locks"
     monkeypatch.setenv("SNAKETUNE_GPU_DEVICES", "0")
     monkeypatch.setenv("SNAKETUNE_GPU_LOCK_DIR", str(locks))
     out = tmp_path / "t1"
-    job = snaketune_trial(spec(out, None, data=data), "--device", "auto", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "job.log"
+    with open(log, "wb") as fh:
+        job = snaketune_trial(spec(out, None, data=data), "--device", "auto", stdout=fh, stderr=subprocess.STDOUT)
     try:
-        (child,) = wait_for(lambda: forked(owner), what="the forked trainer")
+        child = int(wait_for(lambda: re.search(r"trainer (\d+) forked", log.read_text()), what="the forked trainer")[1])
+        assert child in forked(owner)
         slot = locks / "gpu0-slot0.lock"
         held = {os.path.realpath(f"/proc/{child}/fd/{fd}") for fd in os.listdir(f"/proc/{child}/fd")}
         assert str(slot.resolve()) in held, "the trainer holds the lease's lock itself"
     finally:
         job.kill()
         job.wait()
-    assert gone_within([child], 5) == []
+    assert gone_within(forked(owner) + [child], 5) == []
     fd = os.open(slot, os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free once the trainer is gone

@@ -8,6 +8,12 @@ failed search trial is a result too); 1: the job must be rerun (stopped, killed 
 snaketune did not send, no GPU slot), or it must not run now (another live run writes its folder),
 or the final retrain failed.
 
+Where the run has a warm worker (:mod:`snaketune.worker`: local runs, on by default) and the job's
+trainer is snaketune's own (not a ``trainer.command``), the job's process imports almost nothing:
+it hands its whole work to the worker, which forks a child that has imported all of it (and
+torch), and waits for that child, passing its stop signals on (:func:`snaketune.worker.delegate`).
+The child does what this process would have done, its trainer forked by the worker in turn.
+
 A job never outlives the process that started it: on Linux the kernel sends it SIGTERM when its
 parent dies (Snakemake, or the shell Snakemake started it with), and it stops its trainer as on any
 SIGTERM. Its trainer dies with it in any case (:mod:`snaketune.supervise`).
@@ -21,20 +27,61 @@ the checkpoint the pack keeps.
 
 from __future__ import annotations
 
-import argparse
+import json
 import os
 import signal
 import sys
-from pathlib import Path
-
-from snaketune.gpu import GpuLeaseError
-from snaketune.layout import Layout
-from snaketune.runner import Preempted, leave_declared_files, run_trial
-from snaketune.specs import FrontSpec, PackSpec, ReevalSpec, SlotSpec, from_json, rooted
-from snaketune.supervise import FolderBusy, Leftover, die_with_parent, finish_once_trained
+from typing import Any
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``snaketune-trial``: the job in the run's warm worker where it may (:func:`forkable`), else here."""
+    argv = sys.argv[1:] if argv is None else argv
+    if forkable(argv):
+        from snaketune import worker
+        from snaketune.supervise import die_with_parent
+
+        owner = worker.active_owner()
+        if owner is not None:
+            die_with_parent(signal.SIGTERM)
+            try:
+                return worker.delegate(__name__, argv, os.environ, owner=owner)
+            except worker.WorkerError as e:
+                print(f"[snaketune] no warm worker ({e}): this job runs in its own process", file=sys.stderr, flush=True)
+    return run_job(argv)
+
+
+def forkable(argv: list[str]) -> bool:
+    """Whether this job's work may run in a warm worker: a spec (``--spec``) that trains with
+    snaketune's own trainer, on a shared file system (no ``--study``). A spec this cannot read is
+    left to :func:`run_job`, which says what is wrong with it."""
+    if "--study" in argv or any(a.startswith("--study=") for a in argv):
+        return False
+    text = next((a.split("=", 1)[1] for a in argv if a.startswith("--spec=")), None)
+    if text is None and "--spec" in argv and argv.index("--spec") + 1 < len(argv):
+        text = argv[argv.index("--spec") + 1]
+    try:
+        if text.startswith("@"):
+            with open(text[1:], encoding="utf-8") as fh:
+                text = fh.read()
+        data: Any = json.loads(text)
+        trainer = data["trainer"] if "trainer" in data else data["runs"][0]["trainer"]
+        return trainer["command"] is None
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError, OSError):
+        return False
+
+
+def run_job(argv: list[str] | None = None) -> int:
+    """The job's work, in this process (its exit status)."""
+    import argparse
+    from pathlib import Path
+
+    from snaketune.gpu import GpuLeaseError
+    from snaketune.layout import Layout
+    from snaketune.runner import Preempted, leave_declared_files, run_trial
+    from snaketune.specs import FrontSpec, PackSpec, ReevalSpec, SlotSpec, from_json, rooted
+    from snaketune.supervise import FolderBusy, Leftover, die_with_parent, finish_once_trained
+
     ap = argparse.ArgumentParser(
         prog="snaketune-trial", description="Run one snaketune training job (used by the workflow's training rules)."
     )
@@ -94,3 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[snaketune] the final retrain failed: {result['reason']}", file=sys.stderr)
         return 1
     return 0
+
+
+if __name__ == "__main__":  # the worker's child of a job that main() handed over
+    sys.exit(run_job(sys.argv[1:]))

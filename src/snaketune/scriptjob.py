@@ -11,9 +11,9 @@ Bayesian proposal, torch for the final model's evaluation. Where a run has a war
 hands the rest of itself to the worker instead: the worker forks a child that already holds those
 modules and runs the same script file there, with a plain copy of what it reads of Snakemake's
 ``snakemake`` object (:class:`ScriptJob`: input, output, params, wildcards, log, threads,
-resources, config, rule). The job's process waits for the child and exits with its status; it
-supervises the child as a trial's runner supervises its trainer (:func:`snaketune.supervise.watch`:
-stop signals passed on, the child's process group killed if the job dies). Without a worker (a
+resources, config, rule). The job's process waits for the child and exits with its status
+(:func:`snaketune.worker.delegate`: stop signals passed on, the child's process group killed if
+the job dies), as a trial's job does. Without a worker (a
 cluster job, ``SNAKETUNE_WORKER=0``, ``trainer.warm_worker: false``) or when the worker cannot take
 it, ``hand_over`` returns ``snakemake`` and the script runs in its own process, as it always did.
 
@@ -160,16 +160,12 @@ def hand_over(sm: Any, script: str) -> Any:
         return sm
     payload = base64.b64encode(pickle.dumps(ScriptJob(sm), protocol=pickle.HIGHEST_PROTOCOL)).decode()
     env = {k: v for k, v in os.environ.items() if k != worker.ENV_OWNER}  # the child hands over nothing
-    cmd = [sys.executable, "-m", __name__, os.path.realpath(script), payload]
     try:
-        outcome = worker.run(cmd, env, timeout=None, owner=owner, label=None)
+        code = worker.delegate(__name__, [os.path.realpath(script), payload], env, owner=owner)
     except worker.WorkerError as e:
         print(f"[snaketune] no warm worker ({e}): {sm.rule} runs in its own process", file=sys.stderr, flush=True)
         return sm
-    if outcome.stopped:
-        print(f"[snaketune] {sm.rule} stopped by signal {outcome.stopped}", file=sys.stderr, flush=True)
-    code = outcome.returncode
-    sys.exit(code if code is not None and code >= 0 else 1)
+    sys.exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -211,10 +211,11 @@ def run_command(cmd: str | list[str], *, env: Mapping[str, str], timeout: float 
     return replace(outcome, usage={"cpu_seconds": cpu, "max_rss_mb": after.ru_maxrss / 1024})
 
 
-def watch(proc: subprocess.Popen, timeout: float | None) -> Outcome:
+def watch(proc: subprocess.Popen, timeout: float | None, grace: float | None = None) -> Outcome:
     """Supervise a started trainer (a ``Popen`` of its group's leader, or anything with its
     ``pid``, ``stderr``, ``poll`` and ``wait``) until none of its group runs: its stderr teed into
-    ours, its time limit, this process's stop signals passed on. Its outcome."""
+    ours (unless ``stderr`` is None: it writes ours itself), its time limit, this process's stop
+    signals passed on, SIGKILL ``grace`` s later (GRACE_SECONDS). Its outcome."""
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
 
     def pump() -> None:
@@ -225,7 +226,8 @@ def watch(proc: subprocess.Popen, timeout: float | None) -> Outcome:
             sys.stderr.flush()
 
     reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
+    if proc.stderr is not None:
+        reader.start()
 
     def stop(signum, frame):
         if _finish_once_trained and proc.returncode is not None:
@@ -248,11 +250,12 @@ def watch(proc: subprocess.Popen, timeout: float | None) -> Outcome:
             kill_group(proc)  # the trainer had just ended by itself: the run has its outcome
         else:
             stopped = s.signum
-            terminate(proc, signum=stopped)  # the same signal: the trainer's log names what stopped it
+            terminate(proc, grace, signum=stopped)  # the same signal: the trainer's log names what stopped it
     finally:
         for s, h in old.items():  # SIG_IGN, not a handler: Python resets its handlers as it exits
             signal.signal(s, signal.SIG_IGN if _finish_once_trained else h)
-    reader.join(timeout=5)
+    if reader.is_alive():
+        reader.join(timeout=5)
     return Outcome(proc.returncode, list(tail), timed_out, stopped, getattr(proc, "usage", None))
 
 

@@ -2,10 +2,12 @@
 
 On one machine, a trial's job spends most of its second of start-up importing torch. A warm
 worker is a process that has imported torch and snaketune's trainers once and forks a child for
-each trial; the trial's Snakemake job stays what it is (one job, one folder, one record) and its
-runner (:mod:`snaketune.runner`, which imports nothing heavy) hands its trainer to the worker
-instead of starting a new interpreter. The child runs ``python -m <module> <args>`` exactly as a
-new process would (``runpy``), with the job's environment, working folder, stdout and stderr.
+each trial; the trial's Snakemake job stays what it is (one job, one folder, one record). The job's
+own process imports almost nothing: it hands its whole work to the worker (:func:`delegate`), whose
+child runs the job's runner (:mod:`snaketune.job`, :mod:`snaketune.runner`) with everything
+already imported, and that runner has the worker fork the trainer in turn, instead of starting a
+new interpreter. A child runs ``python -m <module> <args>`` exactly as a new process would
+(``runpy``), with the job's environment, working folder, stdout and stderr.
 
 Who may use one
     Only trainers that snaketune runs with its own interpreter (the built-in trainer and
@@ -19,7 +21,7 @@ Who may use one
 
 Which worker
     One per Snakemake run (its owner, the Snakemake process), interpreter, environment, installed
-    versions and user: the socket's name is a hash of them all, in a folder only the user can enter
+    packages and user: the socket's name is a hash of them all, in a folder only the user can enter
     (``$XDG_RUNTIME_DIR/snaketune`` or ``/tmp/snaketune-<uid>``, or ``SNAKETUNE_WORKER_DIR``), and
     the worker serves only connections of its own user. Two checkouts, venvs or runs never share one.
     The first job that finds none starts it (a lock keeps it to one) and waits for it to listen;
@@ -32,16 +34,18 @@ Lifetime
     trial. If it dies, the next job starts another.
 
 What a trial job still guarantees
-    The child leads a process group of its own, as a trainer started by the runner does, and the
-    runner supervises that group exactly as it supervises a trainer process
-    (:func:`snaketune.supervise.watch`): its timeout, SIGTERM/SIGINT passed on (the trainer
-    checkpoints; a re-run resumes), SIGKILL after the grace period, no straggler left. If the job's
-    runner dies, even by SIGKILL, the worker sees its connection close and SIGKILLs the child's
-    group; if the worker dies, the kernel SIGKILLs its children (``PR_SET_PDEATHSIG``) and the
-    runner, which sees its connection close, SIGKILLs the group and reports an outside SIGKILL
-    (the trial resumes on the re-run). A GPU lease's lock is passed to the child, so the slot stays
-    taken until the child is gone. The child's own CPU time and peak memory, which Snakemake's
-    ``benchmark.tsv`` (it follows the job's process) cannot see, are recorded in ``result.json``.
+    Each link of the chain supervises the next as a trainer process is supervised
+    (:func:`snaketune.supervise.watch`): the job's process the runner's child, the runner the
+    trainer. Both children lead process groups of their own. A stop signal to the job goes to the
+    runner, which passes it to the trainer (it checkpoints; a re-run resumes); the job waits out
+    the runner's own grace period before it SIGKILLs anything. The runner applies the trial's
+    timeout. If the job's process dies, even by SIGKILL, the worker sees its connection close and
+    SIGKILLs the runner's group, whose connection then closes too, and so the trainer's group; if
+    the worker dies, the kernel SIGKILLs its children (``PR_SET_PDEATHSIG``) and the job, which
+    sees its connection close, SIGKILLs what is left and fails (the trial resumes on the re-run). A
+    GPU lease's lock is passed to the trainer, so the slot stays taken until the trainer is gone.
+    The trainer's own CPU time and peak memory, which Snakemake's ``benchmark.tsv`` (it follows
+    the job's process) cannot see, are recorded in ``result.json``.
 
 This module imports neither torch nor Snakemake (the worker process imports torch when it starts).
 """
@@ -68,9 +72,11 @@ ENV_SWITCH = "SNAKETUNE_WORKER"  # "0" (or false/no/off): never use a warm worke
 ENV_OWNER = "SNAKETUNE_WORKER_OWNER"  # set by the workflow for local runs: the Snakemake process
 ENV_DIR = "SNAKETUNE_WORKER_DIR"  # the folder of the sockets (default: see socket_dir)
 ENV_IDLE = "SNAKETUNE_WORKER_IDLE"  # seconds without a trial before a worker exits (IDLE_SECONDS)
-# What the worker imports before it forks: the trainer's modules, and what the workflow scripts
-# that hand themselves over (snaketune.scriptjob) import: Optuna for Bayesian proposals.
+# What the worker imports before it forks: the jobs' runner (snaketune.job hands itself over), the
+# trainer's modules, and what the workflow scripts that hand themselves over (snaketune.scriptjob)
+# import: Optuna for Bayesian proposals.
 WARM_MODULES = (
+    "snaketune.job",
     "snaketune.train",
     "snaketune.trial",
     "snaketune.model",
@@ -151,7 +157,7 @@ def active_owner(environ: Mapping[str, str] = os.environ) -> str | None:
     return None if _switched_off(environ) else environ.get(ENV_OWNER) or None
 
 
-# -- where: one socket per (owner, interpreter, versions, user) ------------------------------------
+# -- where: one socket per (owner, interpreter, packages, user) ------------------------------------
 
 
 def socket_dir(environ: Mapping[str, str] = os.environ, create: bool = True) -> Path:
@@ -173,21 +179,27 @@ def socket_dir(environ: Mapping[str, str] = os.environ, create: bool = True) -> 
     return folder
 
 
-def _versions() -> list[str]:
-    from importlib import metadata
+def _installed() -> list[str]:
+    """Which files of snaketune, torch and numpy this interpreter imports: each package's
+    ``__init__.py``, its path, inode, size and modification time, which any reinstall or upgrade
+    changes. Found without importing them (``find_spec`` only locates), and without
+    ``importlib.metadata``, whose import and search took 30 ms of each trial job's start."""
+    import importlib.util
 
     out = []
     for name in ("snaketune", "torch", "numpy"):
         try:
-            out.append(f"{name}=={metadata.version(name)}")
-        except metadata.PackageNotFoundError:
+            origin = importlib.util.find_spec(name).origin
+            st = os.stat(origin)
+            out.append(f"{name}: {origin} {st.st_ino} {st.st_size} {st.st_mtime_ns}")
+        except (AttributeError, ImportError, TypeError, ValueError, OSError):
             out.append(f"{name}: none")
     return out
 
 
 def worker_key(owner: str) -> str:
     """The worker's name: a hash of the owner, the interpreter and its environment, the snaketune
-    source this process imports, the installed versions and the user."""
+    source this process imports, the installed packages' files and the user."""
     import snaketune
 
     parts = [
@@ -196,7 +208,7 @@ def worker_key(owner: str) -> str:
         sys.prefix,
         sys.version,
         str(Path(snaketune.__file__).resolve().parent),
-        *_versions(),
+        *_installed(),
         str(os.getuid()),
     ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:20]
@@ -247,9 +259,9 @@ class WarmChild:
     (the leader of its own process group), its stderr pipe, ``poll()``, ``wait()``, ``returncode``;
     and, once it has ended, its own CPU seconds and peak memory (``usage``)."""
 
-    def __init__(self, conn: socket.socket, pid: int, stderr_read: int, worker: int | None = None) -> None:
+    def __init__(self, conn: socket.socket, pid: int, stderr_read: int | None, worker: int | None = None) -> None:
         self.conn, self.pid, self.worker = conn, pid, worker
-        self.stderr = os.fdopen(stderr_read, "rb")
+        self.stderr = None if stderr_read is None else os.fdopen(stderr_read, "rb")  # None: it writes ours
         self.returncode: int | None = None
         self.usage: dict[str, float] | None = None
 
@@ -293,7 +305,8 @@ class WarmChild:
 
     def close(self) -> None:
         self.conn.close()
-        self.stderr.close()
+        if self.stderr is not None:
+            self.stderr.close()
 
 
 def _connect(path: Path) -> socket.socket | None:
@@ -378,31 +391,41 @@ def connect(owner: str, environ: Mapping[str, str] = os.environ) -> socket.socke
     raise WorkerError(f"no warm worker listened at {path} within {START_SECONDS:g} s (its log: {log})")
 
 
-def start(cmd: Sequence[str], env: Mapping[str, str], *, owner: str, keep_fds: Sequence[int] = ()) -> WarmChild:
+def start(
+    cmd: Sequence[str], env: Mapping[str, str], *, owner: str, keep_fds: Sequence[int] = (), tee_stderr: bool = True
+) -> WarmChild:
     """Have the owner's worker fork ``cmd``, which must be ``[this interpreter, "-m", module, *args]``,
-    with ``env`` in this folder, its stdout ours and its stderr a pipe to us, holding ``keep_fds``
-    (GPU lease locks) while it runs. WorkerError if no worker takes it (nothing has run then)."""
+    with ``env`` in this folder, its stdout ours and its stderr a pipe to us (``tee_stderr``, for
+    the trainer's last lines) or ours, holding ``keep_fds`` (GPU lease locks) while it runs.
+    WorkerError if no worker takes it (nothing has run then)."""
     if len(cmd) < 3 or list(cmd[:2]) != [sys.executable, "-m"]:
         raise WorkerError(f"a worker runs only `{sys.executable} -m <module>`, not {list(cmd)}")
     try:
         conn = connect(owner, env)
-        stderr_read, stderr_write = os.pipe()
+        stderr_read, stderr_write = os.pipe() if tee_stderr else (None, 2)
     except (WorkerError, OSError) as e:
         raise WorkerError(str(e)) from None
+
+    def close_pipe() -> None:
+        if stderr_read is not None:
+            os.close(stderr_read)
+
     try:
         request = {"argv": list(cmd[2:]), "env": dict(env), "cwd": os.getcwd()}
         sys.stdout.flush()
+        sys.stderr.flush()
         _send(conn, request, [1, stderr_write, *keep_fds])
         reply, _ = _recv(conn)
     except (OSError, ValueError) as e:
         conn.close()
-        os.close(stderr_read)
+        close_pipe()
         raise WorkerError(f"the warm worker did not take the trial ({e})") from None
     finally:
-        os.close(stderr_write)
+        if stderr_read is not None:
+            os.close(stderr_write)
     if not reply or "pid" not in reply:
         conn.close()
-        os.close(stderr_read)
+        close_pipe()
         raise WorkerError(f"the warm worker did not take the trial ({(reply or {}).get('error', 'it closed the connection')})")
     return WarmChild(conn, int(reply["pid"]), stderr_read, reply.get("worker"))
 
@@ -428,6 +451,37 @@ def run(
         return watch(child, timeout)
     finally:
         child.close()
+
+
+def delegate(module: str, args: Sequence[str], env: Mapping[str, str], *, owner: str) -> int:
+    """Run this job's own work, ``python -m <module> <args>`` with ``env``, in the owner's warm worker
+    instead of in this process, and return the exit status this process is to exit with: the
+    child's, or 1 if a signal ended it (its stdout and stderr are ours). This process only waits:
+    its stop signals go to the child, which ends its work as this process would have (a trial's
+    runner stops its trainer, which checkpoints), and whatever of the child's group still runs
+    after its own grace period and reaping time is SIGKILLed. Once the child has ended, a stop
+    signal no longer fails this job (:func:`snaketune.supervise.finish_once_trained`): the child's
+    outputs are written. WorkerError if no worker takes it (nothing has run then)."""
+    from snaketune.supervise import GRACE_SECONDS, REAP_SECONDS, finish_once_trained, watch
+
+    child = start([sys.executable, "-m", module, *args], env, owner=owner, tee_stderr=False)
+    finish_once_trained()
+    try:
+        outcome = watch(child, None, grace=GRACE_SECONDS + REAP_SECONDS + 5.0)
+    finally:
+        child.close()
+    code = outcome.returncode
+    if code < 0:  # killed: by our SIGKILL after the grace period, the out-of-memory killer, the worker's death
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = str(-code)
+        print(
+            f"[snaketune] process {child.pid}, which did this job's work in the warm worker, was killed by {name}",
+            file=sys.stderr,
+        )
+        return 1
+    return code
 
 
 def stop(owner: str | None = None, wait: float = 10.0) -> bool:
