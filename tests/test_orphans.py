@@ -92,8 +92,17 @@ def pids() -> list[int]:
 
 
 def workers_of(token: str) -> list[int]:
-    """The running workers that serve ``token``."""
-    return [p for p in pids() if "snaketune.worker" in cmdline(p) and cmdline(p)[-1:] == [token]]
+    """The running workers that serve ``token`` (not their forked children, which show the same
+    command line: their parent is a worker)."""
+    serving = [p for p in pids() if "snaketune.worker" in cmdline(p) and cmdline(p)[-1:] == [token]]
+    return [p for p in serving if parent_of(p) not in serving]
+
+
+def parent_of(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def forked(token: str) -> list[int]:

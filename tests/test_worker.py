@@ -277,6 +277,32 @@ def test_a_spec_file_is_read_to_decide(tmp_path):
     assert not forkable(["--spec", f"@{tmp_path / 'missing.json'}"])
 
 
+def test_a_job_whose_worker_dies_gets_its_runners_own_word(tmp_path, data, owner, monkeypatch):
+    """The runner that does a job's work is the worker's child, but it does not die with the
+    worker: it records what happened to its trainer (an interruption here; a record, had the
+    trainer ended) and the job exits with the runner's own status, which it sends itself."""
+    monkeypatch.setenv("SNAKETUNE_CHECKPOINT_EVERY", "0")
+    out = tmp_path / "t1"
+    run = spec(out, None, data=data, params=dict(BUILTIN, epochs=400))
+    log = tmp_path / "job.log"
+    with open(log, "wb") as fh:
+        job = snaketune_trial(run, stdout=fh, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: (out / "checkpoint.pt").is_file(), what="a checkpoint")
+        running = forked(owner)
+        for pid in workers_of(owner):
+            os.kill(pid, signal.SIGKILL)
+        assert job.wait(30) == 1
+    finally:
+        job.kill()
+        job.wait()
+    text = log.read_text()
+    assert re.search(r"trial t1 was (stopped by SIGTERM|killed by a SIGKILL that snaketune did not send)", text), text
+    assert gone_within(running, 5) == []
+    again = run_trial(run, device="cpu")
+    assert again["status"] == "ok" and again["metrics"]["epochs_this_run"] < 400, "it resumed"
+
+
 def test_the_forked_trainer_holds_the_gpu_slot_until_it_is_gone(tmp_path, data, owner, monkeypatch):
     locks = tmp_path / "locks"
     monkeypatch.setenv("SNAKETUNE_GPU_DEVICES", "0")

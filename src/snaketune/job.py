@@ -31,7 +31,6 @@ import json
 import os
 import signal
 import sys
-from typing import Any
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,16 +54,19 @@ def forkable(argv: list[str]) -> bool:
     """Whether this job's work may run in a warm worker: a spec (``--spec``) that trains with
     snaketune's own trainer, on a shared file system (no ``--study``). A spec this cannot read is
     left to :func:`run_job`, which says what is wrong with it."""
-    if "--study" in argv or any(a.startswith("--study=") for a in argv):
+    if any(a == "--study" or a.startswith("--study=") for a in argv):
         return False
-    text = next((a.split("=", 1)[1] for a in argv if a.startswith("--spec=")), None)
-    if text is None and "--spec" in argv and argv.index("--spec") + 1 < len(argv):
-        text = argv[argv.index("--spec") + 1]
+    text = None  # the last --spec, as argparse takes it (run_job's parser allows no abbreviations)
+    for i, a in enumerate(argv):
+        if a.startswith("--spec="):
+            text = a.split("=", 1)[1]
+        elif a == "--spec" and i + 1 < len(argv):
+            text = argv[i + 1]
     try:
         if text.startswith("@"):
             with open(text[1:], encoding="utf-8") as fh:
                 text = fh.read()
-        data: Any = json.loads(text)
+        data = json.loads(text)
         trainer = data["trainer"] if "trainer" in data else data["runs"][0]["trainer"]
         return trainer["command"] is None
     except (AttributeError, KeyError, IndexError, TypeError, ValueError, OSError):
@@ -83,7 +85,9 @@ def run_job(argv: list[str] | None = None) -> int:
     from snaketune.supervise import FolderBusy, Leftover, die_with_parent, finish_once_trained
 
     ap = argparse.ArgumentParser(
-        prog="snaketune-trial", description="Run one snaketune training job (used by the workflow's training rules)."
+        prog="snaketune-trial",
+        description="Run one snaketune training job (used by the workflow's training rules).",
+        allow_abbrev=False,  # forkable() reads --spec and --study as written
     )
     ap.add_argument("--spec", required=True, help="the job's spec as JSON (snaketune.specs), or @file holding it")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads for the trainer")

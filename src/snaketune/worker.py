@@ -40,9 +40,10 @@ What a trial job still guarantees
     runner, which passes it to the trainer (it checkpoints; a re-run resumes); the job waits out
     the runner's own grace period before it SIGKILLs anything. The runner applies the trial's
     timeout. If the job's process dies, even by SIGKILL, the worker sees its connection close and
-    SIGKILLs the runner's group, whose connection then closes too, and so the trainer's group; if
-    the worker dies, the kernel SIGKILLs its children (``PR_SET_PDEATHSIG``) and the job, which
-    sees its connection close, SIGKILLs what is left and fails (the trial resumes on the re-run). A
+    SIGKILLs the runner's group, whose connection then closes too, and so the trainer's group. If
+    the worker dies, the kernel SIGKILLs the trainer (``PR_SET_PDEATHSIG``) and sends the runner
+    SIGTERM, which stops it as any stop does (a trial resumes on the re-run; a trainer that had
+    already ended is recorded), and the runner sends the job its exit status itself. A
     GPU lease's lock is passed to the trainer, so the slot stays taken until the trainer is gone.
     The trainer's own CPU time and peak memory, which Snakemake's ``benchmark.tsv`` (it follows
     the job's process) cannot see, are recorded in ``result.json``.
@@ -72,11 +73,17 @@ ENV_SWITCH = "SNAKETUNE_WORKER"  # "0" (or false/no/off): never use a warm worke
 ENV_OWNER = "SNAKETUNE_WORKER_OWNER"  # set by the workflow for local runs: the Snakemake process
 ENV_DIR = "SNAKETUNE_WORKER_DIR"  # the folder of the sockets (default: see socket_dir)
 ENV_IDLE = "SNAKETUNE_WORKER_IDLE"  # seconds without a trial before a worker exits (IDLE_SECONDS)
+ENV_SOCKET = "SNAKETUNE_WORKER_SOCKET"  # set in a worker's children: the socket of the worker that forked them
 # What the worker imports before it forks: the jobs' runner (snaketune.job hands itself over), the
 # trainer's modules, and what the workflow scripts that hand themselves over (snaketune.scriptjob)
 # import: Optuna for Bayesian proposals.
 WARM_MODULES = (
     "snaketune.job",
+    "snaketune.runner",
+    "snaketune.packs",
+    "snaketune.rungs",
+    "snaketune.reeval",
+    "snaketune.front",
     "snaketune.train",
     "snaketune.trial",
     "snaketune.model",
@@ -279,7 +286,7 @@ class WarmChild:
                 message, _ = _recv(self.conn)
             except (OSError, ValueError):
                 message = None
-            if message is None:  # the worker died: the kernel SIGKILLs its children
+            if message is None:  # the worker died (the kernel SIGKILLs its children), and a reporting child too
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(self.pid, signal.SIGKILL)
                 print(f"[snaketune] the warm worker running trainer {self.pid} died", file=sys.stderr, flush=True)
@@ -368,9 +375,10 @@ def prestart(environ: Mapping[str, str] = os.environ) -> bool:
 
 
 def connect(owner: str, environ: Mapping[str, str] = os.environ) -> socket.socket:
-    """A connection to the owner's worker, started if none listens; WorkerError if none can be had."""
+    """A connection to the owner's worker, started if none listens; WorkerError if none can be had.
+    In a worker's child (a job's runner): the worker that forked it."""
     try:
-        path = socket_path(owner, environ)
+        path = Path(environ[ENV_SOCKET]) if environ.get(ENV_SOCKET) else socket_path(owner, environ)
     except OSError as e:
         raise WorkerError(f"no folder for the worker's socket ({e})") from None
     sock = _connect(path)
@@ -392,12 +400,20 @@ def connect(owner: str, environ: Mapping[str, str] = os.environ) -> socket.socke
 
 
 def start(
-    cmd: Sequence[str], env: Mapping[str, str], *, owner: str, keep_fds: Sequence[int] = (), tee_stderr: bool = True
+    cmd: Sequence[str],
+    env: Mapping[str, str],
+    *,
+    owner: str,
+    keep_fds: Sequence[int] = (),
+    tee_stderr: bool = True,
+    reports: bool = False,
 ) -> WarmChild:
     """Have the owner's worker fork ``cmd``, which must be ``[this interpreter, "-m", module, *args]``,
     with ``env`` in this folder, its stdout ours and its stderr a pipe to us (``tee_stderr``, for
-    the trainer's last lines) or ours, holding ``keep_fds`` (GPU lease locks) while it runs.
-    WorkerError if no worker takes it (nothing has run then)."""
+    the trainer's last lines) or ours, holding ``keep_fds`` (GPU lease locks) while it runs. With
+    ``reports`` the child itself sends its exit status over the connection as it exits, so that it
+    arrives even if the worker dies first (end-of-file then means both are gone). WorkerError if no
+    worker takes it (nothing has run then)."""
     if len(cmd) < 3 or list(cmd[:2]) != [sys.executable, "-m"]:
         raise WorkerError(f"a worker runs only `{sys.executable} -m <module>`, not {list(cmd)}")
     try:
@@ -411,7 +427,7 @@ def start(
             os.close(stderr_read)
 
     try:
-        request = {"argv": list(cmd[2:]), "env": dict(env), "cwd": os.getcwd()}
+        request = {"argv": list(cmd[2:]), "env": dict(env), "cwd": os.getcwd(), "report": reports}
         sys.stdout.flush()
         sys.stderr.flush()
         _send(conn, request, [1, stderr_write, *keep_fds])
@@ -462,12 +478,15 @@ def delegate(module: str, args: Sequence[str], env: Mapping[str, str], *, owner:
     after its own grace period and reaping time is SIGKILLed. Once the child has ended, a stop
     signal no longer fails this job (:func:`snaketune.supervise.finish_once_trained`): the child's
     outputs are written. WorkerError if no worker takes it (nothing has run then)."""
-    from snaketune.supervise import GRACE_SECONDS, REAP_SECONDS, finish_once_trained, watch
+    from snaketune.supervise import GRACE_SECONDS, REAP_SECONDS, Leftover, finish_once_trained, watch
 
-    child = start([sys.executable, "-m", module, *args], env, owner=owner, tee_stderr=False)
+    child = start([sys.executable, "-m", module, *args], env, owner=owner, tee_stderr=False, reports=True)
     finish_once_trained()
     try:
         outcome = watch(child, None, grace=GRACE_SECONDS + REAP_SECONDS + 5.0)
+    except Leftover as e:
+        print(f"[snaketune] {e}", file=sys.stderr, flush=True)
+        return 1
     finally:
         child.close()
     code = outcome.returncode
@@ -610,18 +629,22 @@ class _Server:
         ready_read, ready_write = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
+        reports = bool(request.get("report"))
         pid = os.fork()
-        if pid == 0:  # the trial's trainer
+        if pid == 0:  # the trial's trainer, or the work of a job (delegate)
             code = 1
             try:
                 os.close(ready_read)
+                for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+                    signal.signal(signum, signal.SIG_DFL)  # the worker's own handlers are not the child's
                 os.setsid()  # leads its own group, as a trainer the runner starts does
                 from snaketune.supervise import die_with_parent
 
                 die_with_parent(signal.SIGKILL)
                 os.write(ready_write, b"1")
                 os.close(ready_write)
-                conn.close()  # the worker's end: the runner sees it close when the worker dies
+                if not reports:
+                    conn.close()  # the worker's end: the runner sees it close when the worker dies
                 code = _child(self, argv, env, cwd, fds)
             except BaseException:
                 with contextlib.suppress(Exception):
@@ -630,6 +653,9 @@ class _Server:
                 with contextlib.suppress(Exception):
                     sys.stdout.flush()
                     sys.stderr.flush()
+                if reports:  # its exit status, which reaches the job even if the worker has died meanwhile
+                    with contextlib.suppress(Exception):
+                        _send(conn, {"returncode": code})
                 os._exit(code)
         os.close(ready_write)
         try:
@@ -694,11 +720,10 @@ def _child(server: _Server, argv: list[str], env: dict[str, str], cwd: str, fds:
     os.dup2(stderr, 2)
     for fd in (devnull, stdout, stderr):
         os.close(fd)
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
-        signal.signal(signum, signal.SIG_DFL)
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
+    os.environ[ENV_SOCKET] = str(server.path)  # the child's own requests go to this worker (connect)
     if sys.path and sys.path[0] == server.cwd:  # `python -m` looks for modules in its folder first
         sys.path[0] = os.getcwd()
     sys.argv = [argv[0], *argv[1:]]
