@@ -259,6 +259,7 @@ def test_debug_one_trial_reruns_it_exactly_from_its_trial_env(study, tmp_path):
     folder = s.results / "trials" / trial
     env_text = (folder / "trial.env").read_text()
     assert "SNAKETUNE_SEED=" in env_text and "SNAKETUNE_OUT" not in env_text and "SNAKETUNE_RESUME" not in env_text
+    assert "SNAKETUNE_WORKER" not in env_text, "the run's worker is not part of the trial"
     out = tmp_path / "debug-trial"
     cmd = f"set -a; . {folder}/trial.env; SNAKETUNE_OUT={out} {sys.executable} -m snaketune.train"
     subprocess.run(["bash", "-c", cmd], cwd=s.path, check=True, capture_output=True)

@@ -318,8 +318,13 @@ def trainer_environment(spec: RunSpec, values: dict[str, str], threads: int, dev
 def write_trial_env(path: Path, env: Mapping[str, str]) -> None:
     """The contract's variables of this run, to source when debugging it (README, "Debug one
     trial"): everything that decides what it computes (parameters file, data, seed, fold, budget,
-    stage, objective, early stopping, threads, device), not where it writes or what it resumes."""
-    keys = sorted(k for k in env if k.startswith("SNAKETUNE_") and k not in ("SNAKETUNE_OUT", "SNAKETUNE_RESUME"))
+    stage, objective, early stopping, threads, device), not where it writes or what it resumes,
+    nor the run's warm worker (``SNAKETUNE_WORKER_*``: its Snakemake process and socket)."""
+    keys = sorted(
+        k
+        for k in env
+        if k.startswith("SNAKETUNE_") and k not in ("SNAKETUNE_OUT", "SNAKETUNE_RESUME") and not k.startswith("SNAKETUNE_WORKER")
+    )
     keys += [k for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in env]
     atomic_write_text(path, "".join(f"{k}={shlex.quote(env[k])}\n" for k in keys))
 
