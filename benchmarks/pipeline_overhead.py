@@ -17,7 +17,8 @@ to exit (what a user waits for):
 * snakemake, one job per trial (--cores 2), ILP and greedy scheduler: the trials and collect only,
   data prepared beforehand, so all variants do the same work;
 * snakemake with search.trials_per_job: 14 (two packs, one per core; the trainer runs in the
-  pack's process, so torch is imported twice instead of 27 times);
+  pack's runner: torch is imported twice instead of 27 times, or never with the worker on, where
+  the runner is a fork of the worker);
 * snakemake, the whole study (prepare_data -> 27 trials -> collect -> select -> retrain);
 * Snakemake's own floor: a bare Snakefile of 27 jobs that run `true` and one that gathers their
   outputs, --cores 2: what any workflow of one job per trial pays before its trials compute

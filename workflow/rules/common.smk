@@ -136,21 +136,24 @@ worker.configure(
 
 
 def trainers_to_fork():
-    """Whether this run has search trials (train_trial or a schedule's train_rung jobs) for the warm
-    worker to fork (a trainer.command runs as a process of its own): the onstart hook then starts
-    the worker, which imports torch while Snakemake starts the first jobs (prepare_data, ...). Read
-    from Snakemake's DAG as onstart sees it (its needrun jobs; read in 9.1.4 and 9.27.1); False if
-    that cannot be read, and the first trial starts the worker instead, as it always can.
+    """Whether this run has training jobs for the warm worker (each job that runs snaketune-trial:
+    trials, packs, rung slots, re-runs with extra seeds, retrains), which hand their work to it
+    unless they run a trainer.command: the onstart hook then starts the worker, which imports torch
+    while Snakemake starts the first jobs (prepare_data, ...). Read from Snakemake's DAG as onstart
+    sees it (its needrun jobs and their rules' shell commands; read in 9.1.4 and 9.27.1); False if
+    that cannot be read, and the first such job starts the worker instead, as it always can.
     """
     if config["trainer"]["command"] is not None:
         return False
     try:
         if workflow.touch:  # --touch runs no job
             return False
-        names = {job.rule.name for job in workflow.dag.needrun_jobs()}
+        return any(
+            "snaketune-trial" in (job.rule.shellcmd or "")
+            for job in workflow.dag.needrun_jobs()
+        )
     except (AttributeError, TypeError):
         return False
-    return bool(names & {"train_trial", "train_rung"})
 
 
 _needs_shared_fs = PLAN.needs_shared_fs() if COPIES else []
